@@ -1,0 +1,34 @@
+//! Runs the mock Gemini API (see `gemini_balance::mock`): `mock-gemini [ADDR]`, default
+//! 127.0.0.1:8090. `MOCK_CHUNK_DELAY_MS` sets the delay between stream events (default 40).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gemini_balance::mock::MockGemini;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let addr: SocketAddr = match std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8090".into()).parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mock-gemini: bad address: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let delay = std::env::var("MOCK_CHUNK_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let mock = MockGemini::new();
+    mock.set_chunk_delay(Duration::from_millis(delay));
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mock-gemini: cannot listen on {addr}: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    println!("mock Gemini API listening on http://{addr}");
+    if let Err(e) = axum::serve(listener, mock.router()).await {
+        eprintln!("mock-gemini: {e}");
+        return std::process::ExitCode::from(1);
+    }
+    std::process::ExitCode::SUCCESS
+}

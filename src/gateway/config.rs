@@ -1,0 +1,259 @@
+//! Settings: read once at start-up from the process environment over `.env.local` over `.env`,
+//! parsed and validated into [`Settings`]. A bad value is an error naming the setting.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::secret::Secret;
+
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub api_keys: Vec<Secret>,
+    pub base_url: String,
+    pub allowed_tokens: Vec<Secret>,
+    pub admin_token: Option<Secret>,
+    pub max_retries: u32,
+    pub pool: PoolSettings,
+    pub upstream: UpstreamSettings,
+    pub max_body_bytes: usize,
+    pub site_addr: SocketAddr,
+    pub site_root: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_json: bool,
+}
+
+/// Health-tracking knobs of the key pool.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Consecutive key/server failures that take a key out of rotation.
+    pub max_failures: u32,
+    /// First cooldown after `max_failures`; doubles on each repeat up to `cooldown_max`.
+    pub cooldown: Duration,
+    pub cooldown_max: Duration,
+    /// First delay before an invalid key is probed again; doubles up to `revalidate_max`.
+    pub revalidate: Duration,
+    pub revalidate_max: Duration,
+    /// Cooldown for a 429 whose body carries no `RetryInfo`.
+    pub default_rate_limit: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub total_timeout: Duration,
+    pub http2: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn err(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    /// Reads `.env` and `.env.local` from `dir` (when present) and the process environment over them.
+    pub fn load_from(dir: &Path) -> Result<Self, ConfigError> {
+        let mut vars = HashMap::new();
+        for file in [".env", ".env.local"] {
+            let path = dir.join(file);
+            if !path.exists() {
+                continue;
+            }
+            let iter = dotenvy::from_path_iter(&path).map_err(|e| err("(.env file)", format!("{}: {e}", path.display())))?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| err("(.env file)", format!("{}: {e}", path.display())))?;
+                vars.insert(k, v);
+            }
+        }
+        vars.extend(std::env::vars());
+        Self::from_map(&vars)
+    }
+
+    /// Parses settings from a map of variables (tests use this directly).
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+
+        let api_keys = secret_list(get("GEMINI_API_KEYS"));
+        let base_url = match get("GEMINI_BASE_URL") {
+            None => DEFAULT_BASE_URL.to_string(),
+            Some(url) => {
+                let url = url.trim_end_matches('/');
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(err("GEMINI_BASE_URL", format!("must start with http:// or https://, got {url:?}")));
+                }
+                url.to_string()
+            }
+        };
+        let allowed_tokens = secret_list(get("ALLOWED_TOKENS"));
+        let admin_token = get("ADMIN_TOKEN").map(Secret::new);
+
+        let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(Duration::from_secs(default)),
+                Some(v) => {
+                    let n: f64 = v.parse().map_err(|_| err(name, format!("expected a number of seconds, got {v:?}")))?;
+                    if !(n.is_finite() && n > 0.0) {
+                        return Err(err(name, format!("must be a positive number of seconds, got {v:?}")));
+                    }
+                    Ok(Duration::from_secs_f64(n))
+                }
+            }
+        };
+        let count = |name: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) => {
+                    let n: u64 = v.parse().map_err(|_| err(name, format!("expected a whole number, got {v:?}")))?;
+                    if n < min {
+                        return Err(err(name, format!("must be at least {min}, got {n}")));
+                    }
+                    Ok(n)
+                }
+            }
+        };
+        let flag = |name: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(name).map(str::to_ascii_lowercase).as_deref() {
+                None => Ok(default),
+                Some("1" | "true" | "yes" | "on") => Ok(true),
+                Some("0" | "false" | "no" | "off") => Ok(false),
+                Some(v) => Err(err(name, format!("expected true or false, got {v:?}"))),
+            }
+        };
+
+        let pool = PoolSettings {
+            max_failures: count("MAX_FAILURES", 3, 1)? as u32,
+            cooldown: secs("KEY_COOLDOWN_SECS", 60)?,
+            cooldown_max: secs("KEY_COOLDOWN_MAX_SECS", 1800)?,
+            revalidate: secs("KEY_REVALIDATE_SECS", 300)?,
+            revalidate_max: secs("KEY_REVALIDATE_MAX_SECS", 6 * 3600)?,
+            default_rate_limit: secs("KEY_RATE_LIMIT_DEFAULT_SECS", 60)?,
+        };
+        if pool.cooldown_max < pool.cooldown {
+            return Err(err("KEY_COOLDOWN_MAX_SECS", "must not be smaller than KEY_COOLDOWN_SECS"));
+        }
+        if pool.revalidate_max < pool.revalidate {
+            return Err(err("KEY_REVALIDATE_MAX_SECS", "must not be smaller than KEY_REVALIDATE_SECS"));
+        }
+
+        let upstream = UpstreamSettings {
+            connect_timeout: secs("UPSTREAM_CONNECT_TIMEOUT_SECS", 10)?,
+            first_byte_timeout: secs("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", 60)?,
+            total_timeout: secs("UPSTREAM_TOTAL_TIMEOUT_SECS", 600)?,
+            http2: flag("UPSTREAM_HTTP2", false)?,
+        };
+        if upstream.total_timeout < upstream.first_byte_timeout {
+            return Err(err("UPSTREAM_TOTAL_TIMEOUT_SECS", "must not be smaller than UPSTREAM_FIRST_BYTE_TIMEOUT_SECS"));
+        }
+
+        let site_addr: SocketAddr = match get("LEPTOS_SITE_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some(v) => v.parse().map_err(|_| err("LEPTOS_SITE_ADDR", format!("expected host:port such as 127.0.0.1:3000, got {v:?}")))?,
+        };
+        if allowed_tokens.is_empty() && !site_addr.ip().is_loopback() {
+            return Err(err(
+                "ALLOWED_TOKENS",
+                format!(
+                    "is empty, so the API would be open to anyone; refusing to listen on the non-loopback address {site_addr}. \
+                     Set ALLOWED_TOKENS, or listen on 127.0.0.1"
+                ),
+            ));
+        }
+
+        Ok(Settings {
+            api_keys,
+            base_url,
+            allowed_tokens,
+            admin_token,
+            max_retries: count("MAX_RETRIES", 3, 1)? as u32,
+            pool,
+            upstream,
+            max_body_bytes: count("MAX_BODY_BYTES", 20 * 1024 * 1024, 1024)? as usize,
+            site_addr,
+            site_root: PathBuf::from(get("LEPTOS_SITE_ROOT").unwrap_or("target/site")),
+            data_dir: PathBuf::from(get("DATA_DIR").unwrap_or("./data")),
+            log_json: get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+        })
+    }
+}
+
+/// Comma-separated secrets: trimmed, empties and duplicates dropped, order kept.
+fn secret_list(raw: Option<&str>) -> Vec<Secret> {
+    let mut out: Vec<Secret> = Vec::new();
+    for item in raw.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let s = Secret::new(item);
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let s = Settings::from_map(&map(&[])).unwrap();
+        assert_eq!(s.base_url, DEFAULT_BASE_URL);
+        assert_eq!(s.pool.max_failures, 3);
+        assert_eq!(s.max_retries, 3);
+        assert!(s.api_keys.is_empty());
+        assert_eq!(s.site_addr.to_string(), "127.0.0.1:3000");
+    }
+
+    #[test]
+    fn keys_are_trimmed_deduplicated_and_never_rejected_for_shape() {
+        let s = Settings::from_map(&map(&[("GEMINI_API_KEYS", " a-key , ,weird key!,a-key,AIzaXYZ ")])).unwrap();
+        let keys: Vec<&str> = s.api_keys.iter().map(Secret::expose).collect();
+        assert_eq!(keys, ["a-key", "weird key!", "AIzaXYZ"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = Settings::from_map(&map(&[("MAX_FAILURES", "three")])).unwrap_err();
+        assert_eq!(e.setting, "MAX_FAILURES");
+        let e = Settings::from_map(&map(&[("GEMINI_BASE_URL", "ftp://x")])).unwrap_err();
+        assert_eq!(e.setting, "GEMINI_BASE_URL");
+        let e = Settings::from_map(&map(&[("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", "-1")])).unwrap_err();
+        assert_eq!(e.setting, "UPSTREAM_FIRST_BYTE_TIMEOUT_SECS");
+        assert!(e.to_string().contains("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS"));
+    }
+
+    #[test]
+    fn open_api_refuses_public_address() {
+        let e = Settings::from_map(&map(&[("LEPTOS_SITE_ADDR", "0.0.0.0:3000")])).unwrap_err();
+        assert_eq!(e.setting, "ALLOWED_TOKENS");
+        let ok = Settings::from_map(&map(&[("LEPTOS_SITE_ADDR", "0.0.0.0:3000"), ("ALLOWED_TOKENS", "t1")])).unwrap();
+        assert_eq!(ok.allowed_tokens.len(), 1);
+    }
+
+    #[test]
+    fn dotenv_files_layer_under_the_environment() {
+        let dir = std::env::temp_dir().join(format!("gb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(".env"), "MAX_RETRIES=5\nKEY_COOLDOWN_SECS=7\n").unwrap();
+        std::fs::write(dir.join(".env.local"), "MAX_RETRIES=6\n").unwrap();
+        let s = Settings::load_from(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(s.max_retries, 6);
+        assert_eq!(s.pool.cooldown, Duration::from_secs(7));
+    }
+}

@@ -1,0 +1,735 @@
+//! The key pool: round-robin selection over healthy keys and the per-key health state machine.
+//!
+//! Nothing here does I/O. Callers [`KeyPool::acquire`] a [`Lease`], make the upstream call, and
+//! [`Lease::report`] an [`Outcome`]. Each key has its own small mutex, held only for a few
+//! instructions and never across an `.await`; the rotation cursor is an atomic.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::clock::Clock;
+use super::config::PoolSettings;
+use super::secret::Secret;
+
+/// What one upstream call said about the key that made it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// 2xx: the key works.
+    Success,
+    /// The key itself is bad (`API_KEY_INVALID`, 401): out of rotation until a probe succeeds.
+    InvalidKey { message: String },
+    /// 403: the key is not allowed (suspended, no permission): out until a probe succeeds.
+    PermissionDenied { message: String },
+    /// 429: wait out `retry_after` on this key, for one model or for the whole key.
+    RateLimited { retry_after: RetryAfter, per_model: bool, message: String },
+    /// 5xx, timeout, connection error: counts towards `max_failures`.
+    Transient { class: FailureClass, message: String },
+    /// The request itself was at fault (bad request, unknown model): no blame on the key.
+    ClientError,
+    /// The caller went away before an answer: no information about the key.
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// A delay, from `google.rpc.RetryInfo`.
+    Delay(Duration),
+    /// A per-day quota: until Google's daily reset (midnight Pacific time).
+    DailyReset,
+    /// No delay given: the pool's default.
+    Unspecified,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    ServerError,
+    Timeout,
+    Connection,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::ServerError => "server_error",
+            FailureClass::Timeout => "timeout",
+            FailureClass::Connection => "connection_error",
+        }
+    }
+}
+
+impl Outcome {
+    /// Short machine-readable class for logs and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::InvalidKey { .. } => "invalid_key",
+            Outcome::PermissionDenied { .. } => "permission_denied",
+            Outcome::RateLimited { .. } => "rate_limited",
+            Outcome::Transient { class, .. } => class.as_str(),
+            Outcome::ClientError => "client_error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the same request may succeed on another key.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Outcome::InvalidKey { .. }
+                | Outcome::PermissionDenied { .. }
+                | Outcome::RateLimited { .. }
+                | Outcome::Transient { .. }
+        )
+    }
+}
+
+/// Why no key could be handed out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unavailable {
+    /// When the earliest key should be usable again (`None`: no key will come back by itself soon).
+    pub retry_after: Option<Duration>,
+    /// Every key that exists is waiting out a 429 for this model.
+    pub all_rate_limited: bool,
+    /// How many keys the pool holds.
+    pub total_keys: usize,
+}
+
+/// A key's place in the health state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyState {
+    Active,
+    /// Out of rotation after `max_failures` consecutive failures, until `until`.
+    CoolingDown { until: Instant },
+    /// Cooldown over: one trial request at a time decides whether the key is trusted again.
+    HalfOpen { trial_in_flight: bool },
+    /// Invalid or forbidden: out until a probe succeeds.
+    Disabled { next_probe: Instant, backoff: Duration, probing: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct LastError {
+    pub class: &'static str,
+    pub message: String,
+    pub at: SystemTime,
+}
+
+#[derive(Debug)]
+struct Health {
+    state: KeyState,
+    consecutive_failures: u32,
+    /// How many times the circuit opened in a row: the cooldown doubles with each.
+    strikes: u32,
+    key_rate_limit: Option<Instant>,
+    model_rate_limits: HashMap<String, Instant>,
+    last_error: Option<LastError>,
+    last_used: Option<SystemTime>,
+}
+
+/// One key and its health.
+#[derive(Debug)]
+pub struct KeyEntry {
+    id: u64,
+    secret: Secret,
+    masked: String,
+    health: Mutex<Health>,
+    requests: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl KeyEntry {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    pub fn secret(&self) -> &Secret {
+        &self.secret
+    }
+    pub fn masked(&self) -> &str {
+        &self.masked
+    }
+    fn health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A read-only picture of one key, safe to show (masked key only).
+#[derive(Debug, Clone)]
+pub struct KeyStatus {
+    pub id: u64,
+    pub masked: String,
+    pub state: &'static str,
+    /// Seconds until the key is expected back in rotation, when it is waiting.
+    pub available_in: Option<Duration>,
+    pub consecutive_failures: u32,
+    pub rate_limited_models: Vec<String>,
+    pub requests: u64,
+    pub failures: u64,
+    pub last_error: Option<LastError>,
+    pub last_used: Option<SystemTime>,
+}
+
+pub struct KeyPool {
+    keys: RwLock<Arc<[Arc<KeyEntry>]>>,
+    cursor: AtomicUsize,
+    next_id: AtomicU64,
+    settings: PoolSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for KeyPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPool").field("keys", &self.len()).finish()
+    }
+}
+
+impl KeyPool {
+    pub fn new(keys: Vec<Secret>, settings: PoolSettings, clock: Arc<dyn Clock>) -> Self {
+        let pool = Self {
+            keys: RwLock::new(Arc::from(Vec::new())),
+            cursor: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            settings,
+            clock,
+        };
+        pool.add_keys(keys);
+        pool
+    }
+
+    /// Adds keys not already present; returns how many were new.
+    pub fn add_keys(&self, keys: Vec<Secret>) -> usize {
+        let mut guard = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<Arc<KeyEntry>> = guard.iter().cloned().collect();
+        let before = list.len();
+        for secret in keys {
+            if list.iter().any(|e| e.secret == secret) {
+                continue;
+            }
+            list.push(Arc::new(KeyEntry {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                masked: secret.masked(),
+                secret,
+                health: Mutex::new(Health {
+                    state: KeyState::Active,
+                    consecutive_failures: 0,
+                    strikes: 0,
+                    key_rate_limit: None,
+                    model_rate_limits: HashMap::new(),
+                    last_error: None,
+                    last_used: None,
+                }),
+                requests: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            }));
+        }
+        let added = list.len() - before;
+        *guard = Arc::from(list);
+        added
+    }
+
+    fn snapshot(&self) -> Arc<[Arc<KeyEntry>]> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hands out the next usable key for `model` in rotation, skipping the keys in `exclude`
+    /// (those this request already tried).
+    pub fn acquire(&self, model: &str, exclude: &[u64]) -> Result<Lease, Unavailable> {
+        let keys = self.snapshot();
+        let n = keys.len();
+        let now = self.clock.now();
+        let mut earliest: Option<Instant> = None;
+        let mut all_rate_limited = n > 0;
+        if n > 0 {
+            let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            for i in 0..n {
+                let entry = &keys[(start + i) % n];
+                if exclude.contains(&entry.id) {
+                    continue;
+                }
+                match try_take(&mut entry.health(), model, now) {
+                    Ok(trial) => {
+                        entry.requests.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Lease {
+                            entry: entry.clone(),
+                            clock: self.clock.clone(),
+                            settings: self.settings.clone(),
+                            model: model.to_string(),
+                            trial,
+                            reported: false,
+                        });
+                    }
+                    Err(blocked) => {
+                        if !blocked.rate_limited {
+                            all_rate_limited = false;
+                        }
+                        if let Some(until) = blocked.until {
+                            earliest = Some(earliest.map_or(until, |e| e.min(until)));
+                        }
+                    }
+                }
+            }
+        }
+        Err(Unavailable {
+            retry_after: earliest.map(|t| t.saturating_duration_since(now)),
+            all_rate_limited,
+            total_keys: n,
+        })
+    }
+
+    /// Disabled keys whose probe is due, marked as being probed. The caller probes each and calls
+    /// [`KeyPool::probe_result`].
+    pub fn due_for_probe(&self) -> Vec<Arc<KeyEntry>> {
+        let now = self.clock.now();
+        let mut due = Vec::new();
+        for entry in self.snapshot().iter() {
+            let mut h = entry.health();
+            if let KeyState::Disabled { next_probe, probing, .. } = &mut h.state {
+                if !*probing && now >= *next_probe {
+                    *probing = true;
+                    due.push(entry.clone());
+                }
+            }
+        }
+        due
+    }
+
+    /// Applies a probe's result: `true` re-enables the key, `false` waits twice as long.
+    pub fn probe_result(&self, entry: &KeyEntry, works: bool) {
+        let now = self.clock.now();
+        let mut h = entry.health();
+        if let KeyState::Disabled { backoff, .. } = h.state {
+            if works {
+                h.state = KeyState::Active;
+                h.consecutive_failures = 0;
+                h.strikes = 0;
+            } else {
+                let backoff = (backoff * 2).min(self.settings.revalidate_max);
+                h.state = KeyState::Disabled { next_probe: now + backoff, backoff, probing: false };
+            }
+        }
+    }
+
+    /// Masked picture of every key.
+    pub fn status(&self) -> Vec<KeyStatus> {
+        let now = self.clock.now();
+        self.snapshot()
+            .iter()
+            .map(|entry| {
+                let h = entry.health();
+                let (state, mut available_in) = match &h.state {
+                    KeyState::Active => ("active", None),
+                    KeyState::CoolingDown { until } => ("cooling_down", Some(until.saturating_duration_since(now))),
+                    KeyState::HalfOpen { .. } => ("half_open", None),
+                    KeyState::Disabled { next_probe, probing, .. } => {
+                        (if *probing { "probing" } else { "disabled" }, Some(next_probe.saturating_duration_since(now)))
+                    }
+                };
+                let key_limited = h.key_rate_limit.filter(|t| *t > now);
+                let state = if state == "active" && key_limited.is_some() {
+                    available_in = key_limited.map(|t| t.saturating_duration_since(now));
+                    "rate_limited"
+                } else {
+                    state
+                };
+                let mut rate_limited_models: Vec<String> =
+                    h.model_rate_limits.iter().filter(|(_, t)| **t > now).map(|(m, _)| m.clone()).collect();
+                rate_limited_models.sort();
+                KeyStatus {
+                    id: entry.id,
+                    masked: entry.masked.clone(),
+                    state,
+                    available_in,
+                    consecutive_failures: h.consecutive_failures,
+                    rate_limited_models,
+                    requests: entry.requests.load(Ordering::Relaxed),
+                    failures: entry.failures.load(Ordering::Relaxed),
+                    last_error: h.last_error.clone(),
+                    last_used: h.last_used,
+                }
+            })
+            .collect()
+    }
+
+    /// Replaces every pool key appearing in `text` by its masked form (for upstream messages).
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for entry in self.snapshot().iter() {
+            let raw = entry.secret.expose();
+            if raw.len() >= 4 && out.contains(raw) {
+                out = out.replace(raw, &entry.masked);
+            }
+        }
+        out
+    }
+}
+
+struct Blocked {
+    until: Option<Instant>,
+    rate_limited: bool,
+}
+
+/// Decides under the key's lock whether it may serve a request for `model` now.
+/// `Ok(true)` means the request is the half-open trial.
+fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<bool, Blocked> {
+    if let KeyState::Disabled { next_probe, .. } = h.state {
+        // Not expected back by itself; the probe decides. Report the probe time as a hint.
+        return Err(Blocked { until: Some(next_probe.max(now + Duration::from_secs(1))), rate_limited: false });
+    }
+    let limit = [h.key_rate_limit, h.model_rate_limits.get(model).copied()].into_iter().flatten().filter(|t| *t > now).max();
+    if let Some(until) = limit {
+        return Err(Blocked { until: Some(until), rate_limited: true });
+    }
+    match h.state {
+        KeyState::Active => Ok(false),
+        KeyState::CoolingDown { until } if now < until => Err(Blocked { until: Some(until), rate_limited: false }),
+        KeyState::CoolingDown { .. } | KeyState::HalfOpen { trial_in_flight: false } => {
+            h.state = KeyState::HalfOpen { trial_in_flight: true };
+            Ok(true)
+        }
+        KeyState::HalfOpen { trial_in_flight: true } => {
+            Err(Blocked { until: Some(now + Duration::from_secs(1)), rate_limited: false })
+        }
+        KeyState::Disabled { .. } => Err(Blocked { until: None, rate_limited: false }),
+    }
+}
+
+/// The right to use one key for one upstream call. Report what happened with [`Lease::report`];
+/// a lease dropped unreported counts as [`Outcome::Cancelled`].
+#[derive(Debug)]
+pub struct Lease {
+    entry: Arc<KeyEntry>,
+    clock: Arc<dyn Clock>,
+    settings: PoolSettings,
+    model: String,
+    trial: bool,
+    reported: bool,
+}
+
+impl Lease {
+    pub fn key(&self) -> &Secret {
+        &self.entry.secret
+    }
+    pub fn key_id(&self) -> u64 {
+        self.entry.id
+    }
+    pub fn masked(&self) -> &str {
+        &self.entry.masked
+    }
+    pub fn is_trial(&self) -> bool {
+        self.trial
+    }
+
+    /// Records an outcome. May be called more than once (a stream reports success at its first
+    /// event and may fail later); only the first report ends a half-open trial.
+    pub fn report(&mut self, outcome: &Outcome) {
+        let trial = std::mem::take(&mut self.trial);
+        self.reported = true;
+        apply(&self.entry, &self.settings, self.clock.as_ref(), &self.model, trial, outcome);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.reported || self.trial {
+            let trial = std::mem::take(&mut self.trial);
+            apply(&self.entry, &self.settings, self.clock.as_ref(), &self.model, trial, &Outcome::Cancelled);
+        }
+    }
+}
+
+fn apply(entry: &KeyEntry, s: &PoolSettings, clock: &dyn Clock, model: &str, trial: bool, outcome: &Outcome) {
+    let now = clock.now();
+    let mut h = entry.health();
+    h.last_used = Some(clock.wall());
+    let record = |h: &mut Health, message: &str| {
+        h.last_error = Some(LastError { class: outcome.class(), message: message.to_string(), at: clock.wall() });
+    };
+    match outcome {
+        Outcome::Success => {
+            h.consecutive_failures = 0;
+            if matches!(h.state, KeyState::HalfOpen { .. } | KeyState::CoolingDown { .. }) {
+                h.state = KeyState::Active;
+                h.strikes = 0;
+            }
+        }
+        Outcome::InvalidKey { message } | Outcome::PermissionDenied { message } => {
+            entry.failures.fetch_add(1, Ordering::Relaxed);
+            record(&mut h, message);
+            if !matches!(h.state, KeyState::Disabled { .. }) {
+                h.state = KeyState::Disabled { next_probe: now + s.revalidate, backoff: s.revalidate, probing: false };
+            }
+        }
+        Outcome::RateLimited { retry_after, per_model, message } => {
+            record(&mut h, message);
+            let delay = match retry_after {
+                RetryAfter::Delay(d) => *d,
+                RetryAfter::DailyReset => until_daily_reset(clock.wall()),
+                RetryAfter::Unspecified => s.default_rate_limit,
+            };
+            let until = now + delay;
+            if *per_model {
+                h.model_rate_limits.retain(|_, t| *t > now);
+                h.model_rate_limits.insert(model.to_string(), until);
+            } else {
+                h.key_rate_limit = Some(until);
+            }
+            if trial {
+                h.state = KeyState::HalfOpen { trial_in_flight: false };
+            }
+        }
+        Outcome::Transient { message, .. } => {
+            entry.failures.fetch_add(1, Ordering::Relaxed);
+            record(&mut h, message);
+            h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+            let trip = trial || (matches!(h.state, KeyState::Active) && h.consecutive_failures >= s.max_failures);
+            if trip {
+                h.strikes = h.strikes.saturating_add(1);
+                let factor = 2u32.saturating_pow(h.strikes - 1);
+                let cooldown = s.cooldown.saturating_mul(factor).min(s.cooldown_max);
+                h.state = KeyState::CoolingDown { until: now + cooldown };
+            }
+        }
+        Outcome::ClientError | Outcome::Cancelled => {
+            if trial {
+                h.state = KeyState::HalfOpen { trial_in_flight: false };
+            }
+        }
+    }
+}
+
+/// Time until Google's daily quota reset, midnight Pacific time. Computed as the next 08:00 UTC
+/// (midnight PST), which is at or after the real reset in both PST and PDT.
+pub fn until_daily_reset(now: SystemTime) -> Duration {
+    const DAY: u64 = 86_400;
+    const RESET_UTC: u64 = 8 * 3600;
+    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let today_reset = secs - secs % DAY + RESET_UTC;
+    let next = if secs < today_reset { today_reset } else { today_reset + DAY };
+    Duration::from_secs(next - secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::clock::ManualClock;
+
+    fn settings() -> PoolSettings {
+        PoolSettings {
+            max_failures: 3,
+            cooldown: Duration::from_secs(10),
+            cooldown_max: Duration::from_secs(35),
+            revalidate: Duration::from_secs(60),
+            revalidate_max: Duration::from_secs(200),
+            default_rate_limit: Duration::from_secs(30),
+        }
+    }
+
+    fn pool(n: usize) -> (KeyPool, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+        let keys = (0..n).map(|i| Secret::new(format!("AIzaTestKey{i:04}abcdef"))).collect();
+        (KeyPool::new(keys, settings(), clock.clone()), clock)
+    }
+
+    fn transient() -> Outcome {
+        Outcome::Transient { class: FailureClass::ServerError, message: "503".into() }
+    }
+
+    fn state_of(p: &KeyPool, id: u64) -> &'static str {
+        p.status().into_iter().find(|s| s.id == id).map(|s| s.state).unwrap()
+    }
+
+    #[test]
+    fn round_robin_spreads_evenly() {
+        let (p, _) = pool(3);
+        let mut counts = HashMap::new();
+        for _ in 0..300 {
+            let mut l = p.acquire("m", &[]).unwrap();
+            *counts.entry(l.key_id()).or_insert(0) += 1;
+            l.report(&Outcome::Success);
+        }
+        assert_eq!(counts.len(), 3);
+        assert!(counts.values().all(|c| *c == 100), "{counts:?}");
+    }
+
+    #[test]
+    fn exclude_skips_tried_keys_and_reports_exhaustion() {
+        let (p, _) = pool(2);
+        let a = p.acquire("m", &[]).unwrap().key_id();
+        let b = p.acquire("m", &[a]).unwrap().key_id();
+        assert_ne!(a, b);
+        let err = p.acquire("m", &[a, b]).unwrap_err();
+        assert_eq!(err.total_keys, 2);
+    }
+
+    #[test]
+    fn consecutive_failures_open_the_circuit_and_success_resets_the_count() {
+        let (p, clock) = pool(1);
+        for _ in 0..2 {
+            p.acquire("m", &[]).unwrap().report(&transient());
+        }
+        p.acquire("m", &[]).unwrap().report(&Outcome::Success);
+        assert_eq!(p.status()[0].consecutive_failures, 0);
+        for _ in 0..3 {
+            p.acquire("m", &[]).unwrap().report(&transient());
+        }
+        let id = p.status()[0].id;
+        assert_eq!(state_of(&p, id), "cooling_down");
+        let err = p.acquire("m", &[]).unwrap_err();
+        assert_eq!(err.retry_after, Some(Duration::from_secs(10)));
+        assert!(!err.all_rate_limited);
+
+        // Cooldown over: exactly one trial at a time.
+        clock.advance(Duration::from_secs(10));
+        let mut trial = p.acquire("m", &[]).unwrap();
+        assert!(trial.is_trial());
+        assert!(p.acquire("m", &[]).is_err());
+        // The trial fails: cooldown doubles.
+        trial.report(&transient());
+        assert_eq!(p.acquire("m", &[]).unwrap_err().retry_after, Some(Duration::from_secs(20)));
+        clock.advance(Duration::from_secs(20));
+        p.acquire("m", &[]).unwrap().report(&transient());
+        // Capped at cooldown_max.
+        assert_eq!(p.acquire("m", &[]).unwrap_err().retry_after, Some(Duration::from_secs(35)));
+        clock.advance(Duration::from_secs(35));
+        // The trial succeeds: trusted again, strikes reset.
+        p.acquire("m", &[]).unwrap().report(&Outcome::Success);
+        assert_eq!(state_of(&p, id), "active");
+        for _ in 0..3 {
+            p.acquire("m", &[]).unwrap().report(&transient());
+        }
+        assert_eq!(p.acquire("m", &[]).unwrap_err().retry_after, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn abandoned_trial_frees_the_half_open_slot() {
+        let (p, clock) = pool(1);
+        for _ in 0..3 {
+            p.acquire("m", &[]).unwrap().report(&transient());
+        }
+        clock.advance(Duration::from_secs(10));
+        let trial = p.acquire("m", &[]).unwrap();
+        drop(trial);
+        assert!(p.acquire("m", &[]).unwrap().is_trial());
+    }
+
+    #[test]
+    fn client_errors_never_count_against_a_key() {
+        let (p, _) = pool(1);
+        for _ in 0..10 {
+            p.acquire("m", &[]).unwrap().report(&Outcome::ClientError);
+        }
+        let s = &p.status()[0];
+        assert_eq!(s.state, "active");
+        assert_eq!(s.consecutive_failures, 0);
+        assert_eq!(s.failures, 0);
+    }
+
+    #[test]
+    fn invalid_key_is_disabled_until_a_probe_succeeds_with_backoff() {
+        let (p, clock) = pool(2);
+        let mut l = p.acquire("m", &[]).unwrap();
+        let bad = l.key_id();
+        l.report(&Outcome::InvalidKey { message: "API key not valid".into() });
+        assert_eq!(state_of(&p, bad), "disabled");
+        for _ in 0..5 {
+            assert_ne!(p.acquire("m", &[]).unwrap().key_id(), bad);
+        }
+        assert!(p.due_for_probe().is_empty());
+        clock.advance(Duration::from_secs(60));
+        let due = p.due_for_probe();
+        assert_eq!(due.len(), 1);
+        assert_eq!(state_of(&p, bad), "probing");
+        assert!(p.due_for_probe().is_empty(), "a key is probed once at a time");
+        p.probe_result(&due[0], false);
+        clock.advance(Duration::from_secs(60));
+        assert!(p.due_for_probe().is_empty(), "backoff doubled to 120 s");
+        clock.advance(Duration::from_secs(60));
+        let due = p.due_for_probe();
+        p.probe_result(&due[0], true);
+        assert_eq!(state_of(&p, bad), "active");
+        assert_eq!(p.status().iter().find(|s| s.id == bad).unwrap().last_error.as_ref().unwrap().class, "invalid_key");
+    }
+
+    #[test]
+    fn rate_limit_waits_out_the_retry_delay_per_model() {
+        let (p, clock) = pool(1);
+        p.acquire("flash", &[]).unwrap().report(&Outcome::RateLimited {
+            retry_after: RetryAfter::Delay(Duration::from_secs(17)),
+            per_model: true,
+            message: "quota".into(),
+        });
+        let err = p.acquire("flash", &[]).unwrap_err();
+        assert!(err.all_rate_limited);
+        assert_eq!(err.retry_after, Some(Duration::from_secs(17)));
+        // Other models still served by the same key.
+        p.acquire("pro", &[]).unwrap().report(&Outcome::Success);
+        assert_eq!(p.status()[0].consecutive_failures, 0, "429 is not a failure");
+        clock.advance(Duration::from_secs(17));
+        assert!(p.acquire("flash", &[]).is_ok());
+    }
+
+    #[test]
+    fn key_wide_rate_limit_blocks_all_models() {
+        let (p, _) = pool(1);
+        p.acquire("a", &[]).unwrap().report(&Outcome::RateLimited {
+            retry_after: RetryAfter::Unspecified,
+            per_model: false,
+            message: "quota".into(),
+        });
+        let err = p.acquire("b", &[]).unwrap_err();
+        assert_eq!(err.retry_after, Some(Duration::from_secs(30)));
+        assert_eq!(p.status()[0].state, "rate_limited");
+    }
+
+    #[test]
+    fn daily_reset_is_next_0800_utc() {
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(until_daily_reset(at(0)), Duration::from_secs(8 * 3600));
+        assert_eq!(until_daily_reset(at(8 * 3600)), Duration::from_secs(86_400));
+        assert_eq!(until_daily_reset(at(9 * 3600)), Duration::from_secs(23 * 3600));
+    }
+
+    #[test]
+    fn adding_keys_ignores_duplicates() {
+        let (p, _) = pool(2);
+        assert_eq!(p.add_keys(vec![Secret::new("AIzaTestKey0000abcdef"), Secret::new("new-key-xyz-1234")]), 1);
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn redact_masks_pool_keys_in_text() {
+        let (p, _) = pool(1);
+        let out = p.redact("bad key AIzaTestKey0000abcdef here");
+        assert_eq!(out, "bad key AIza…def here");
+    }
+
+    #[test]
+    fn concurrent_acquire_is_safe_and_fair() {
+        let (p, _) = pool(4);
+        let p = Arc::new(p);
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        p.acquire("m", &[]).unwrap().report(&Outcome::Success);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let reqs: Vec<u64> = p.status().iter().map(|s| s.requests).collect();
+        assert_eq!(reqs.iter().sum::<u64>(), 8000);
+        assert!(reqs.iter().all(|r| *r == 2000), "{reqs:?}");
+    }
+}

@@ -1,0 +1,185 @@
+//! The gateway's operations as handlers call them: chat (whole or streamed), model listing.
+//! Glue between translation and the upstream client; still free of HTTP-framework types.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use super::error::GatewayError;
+use super::gemini::{GenerateContentResponse, ModelList};
+use super::openai::{ChatCompletion, ChatCompletionRequest, ModelListResponse, ModelObject};
+use super::translate::{self, request, response, stream::StreamTranslator};
+use super::upstream::{Call, Upstream};
+
+/// One item of a translated stream, ready to be framed as SSE `data:`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamItem {
+    /// A JSON chat-completion chunk.
+    Chunk(String),
+    /// A JSON error object; the stream ends after it, without `[DONE]`.
+    Error(String),
+    /// The `[DONE]` sentinel.
+    Done,
+}
+
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    upstream: Arc<Upstream>,
+}
+
+fn generate_path(model: &str, action: &str) -> String {
+    format!("/v1beta/models/{model}:{action}")
+}
+
+fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, GatewayError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::invalid(format!("cannot encode the request: {e}"), None))
+}
+
+impl Gateway {
+    pub fn new(upstream: Arc<Upstream>) -> Self {
+        Self { upstream }
+    }
+
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+
+    /// A whole (non-streaming) chat completion.
+    pub async fn chat(&self, req: &ChatCompletionRequest) -> Result<ChatCompletion, GatewayError> {
+        let (model, body) = request::to_gemini(req)?;
+        let call = Call::post(generate_path(&model, "generateContent"), &model, json_bytes(&body)?);
+        let mut answer = self.upstream.send(&call).await?;
+        let mut parsed = parse_response(&answer.body)?;
+        if response::is_empty(&parsed) {
+            // An empty answer is retried once (on the next key in rotation) before it is returned.
+            tracing::warn!(key = %answer.key, model = %model, "empty answer from Gemini; retrying once");
+            answer = self.upstream.send(&call).await?;
+            parsed = parse_response(&answer.body)?;
+        }
+        response::to_openai(&parsed, &req.model, translate::unix_now())
+    }
+
+    /// A streamed chat completion. Errors before the first upstream event are returned as `Err`
+    /// (the client gets a normal error response); later ones end the stream with an error item.
+    pub async fn chat_stream(
+        &self,
+        req: &ChatCompletionRequest,
+    ) -> Result<impl Stream<Item = StreamItem> + Send + 'static, GatewayError> {
+        let (model, body) = request::to_gemini(req)?;
+        let call = Call::post(generate_path(&model, "streamGenerateContent"), &model, json_bytes(&body)?)
+            .with_query("alt=sse");
+        let (events, _key) = self.upstream.open_stream(&call).await?;
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+        let translator = StreamTranslator::new(translate::new_id("chatcmpl-"), req.model.clone(), translate::unix_now(), include_usage);
+        Ok(translate_stream(events, translator))
+    }
+
+    /// The upstream's models in OpenAI's list shape (ids without `models/`).
+    pub async fn models(&self) -> Result<ModelListResponse, GatewayError> {
+        let mut data = Vec::new();
+        let mut page_token: Option<String> = None;
+        for _ in 0..20 {
+            let mut query = "pageSize=1000".to_string();
+            if let Some(t) = &page_token {
+                query.push_str("&pageToken=");
+                query.push_str(&urlencode(t));
+            }
+            let answer = self.upstream.send(&Call::get("/v1beta/models").with_query(query)).await?;
+            let list: ModelList = serde_json::from_slice(&answer.body)
+                .map_err(|e| GatewayError::BadUpstreamResponse { message: format!("unreadable model list from Gemini: {e}") })?;
+            data.extend(list.models.into_iter().map(|m| ModelObject {
+                id: m.name.trim_start_matches("models/").to_string(),
+                object: "model",
+                created: 0,
+                owned_by: "google",
+            }));
+            page_token = list.next_page_token.filter(|t| !t.is_empty());
+            if page_token.is_none() {
+                break;
+            }
+        }
+        Ok(ModelListResponse { object: "list", data })
+    }
+}
+
+fn parse_response(body: &[u8]) -> Result<GenerateContentResponse, GatewayError> {
+    serde_json::from_slice(body)
+        .map_err(|e| GatewayError::BadUpstreamResponse { message: format!("unreadable answer from Gemini: {e}") })
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn error_json(message: &str, code: &str) -> String {
+    serde_json::json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}}).to_string()
+}
+
+/// Translates upstream events to chunks as each arrives: nothing is held back or re-chunked.
+fn translate_stream(
+    events: super::upstream::EventStream,
+    translator: StreamTranslator,
+) -> impl Stream<Item = StreamItem> + Send + 'static {
+    struct State {
+        events: super::upstream::EventStream,
+        translator: StreamTranslator,
+        ended: bool,
+        tail: Vec<StreamItem>,
+    }
+    let state = State { events, translator, ended: false, tail: Vec::new() };
+    futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(item) = st.tail.pop() {
+                return Some((item, st));
+            }
+            if st.ended {
+                return None;
+            }
+            match st.events.next().await {
+                Some(Ok(data)) => {
+                    let event: GenerateContentResponse = match serde_json::from_slice(&data) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            st.ended = true;
+                            let msg = format!("unreadable stream event from Gemini: {e}");
+                            return Some((StreamItem::Error(error_json(&msg, "upstream_error")), st));
+                        }
+                    };
+                    if let Some(chunk) = st.translator.on_event(&event) {
+                        match serde_json::to_string(&chunk) {
+                            Ok(json) => return Some((StreamItem::Chunk(json), st)),
+                            Err(e) => {
+                                st.ended = true;
+                                return Some((StreamItem::Error(error_json(&e.to_string(), "internal_error")), st));
+                            }
+                        }
+                    }
+                }
+                Some(Err(message)) => {
+                    st.ended = true;
+                    return Some((StreamItem::Error(error_json(&message, "upstream_stream_error")), st));
+                }
+                None => {
+                    st.ended = true;
+                    if !st.translator.is_finished() {
+                        let msg = "the Gemini stream ended before a finish reason";
+                        return Some((StreamItem::Error(error_json(msg, "upstream_stream_error")), st));
+                    }
+                    // Popped from the back: usage chunk first, then [DONE].
+                    st.tail.push(StreamItem::Done);
+                    if let Some(json) = st.translator.usage_chunk().and_then(|c| serde_json::to_string(&c).ok()) {
+                        st.tail.push(StreamItem::Chunk(json));
+                    }
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,60 @@
+//! OpenAI ⇄ Gemini translation: pure functions over the wire types, tested beside them.
+//!
+//! - [`request`]: chat-completions request → `generateContent` request.
+//! - [`response`]: `generateContent` response → chat completion.
+//! - [`stream`]: `streamGenerateContent` events → chat-completion chunks.
+
+pub mod request;
+pub mod response;
+pub mod stream;
+
+use super::openai::Usage;
+use super::gemini::{FinishReason, UsageMetadata};
+use super::openai::{CompletionTokensDetails, PromptTokensDetails};
+
+/// Separates a tool-call id from the Gemini `thoughtSignature` carried inside it, so multi-turn
+/// tool use with thinking models survives a round trip through OpenAI clients.
+pub const SIGNATURE_SEPARATOR: char = '.';
+
+/// Maps Gemini's finish reason to OpenAI's.
+pub fn finish_reason(reason: FinishReason, has_tool_calls: bool) -> &'static str {
+    match reason {
+        FinishReason::MaxTokens => "length",
+        FinishReason::Safety
+        | FinishReason::Recitation
+        | FinishReason::Blocklist
+        | FinishReason::ProhibitedContent
+        | FinishReason::Spii
+        | FinishReason::ImageSafety
+        | FinishReason::Language => "content_filter",
+        _ if has_tool_calls => "tool_calls",
+        _ => "stop",
+    }
+}
+
+/// Maps `usageMetadata` to OpenAI usage; thought tokens count as completion tokens.
+pub fn usage(u: &UsageMetadata) -> Usage {
+    let completion = u.candidates_token_count + u.thoughts_token_count;
+    let total = if u.total_token_count > 0 { u.total_token_count } else { u.prompt_token_count + completion };
+    Usage {
+        prompt_tokens: u.prompt_token_count,
+        completion_tokens: completion,
+        total_tokens: total,
+        prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: u.cached_content_token_count }),
+        completion_tokens_details: Some(CompletionTokensDetails { reasoning_tokens: u.thoughts_token_count }),
+    }
+}
+
+/// A fresh random id with a prefix (`chatcmpl-…`, `call_…`).
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let tail: String = (0..24).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    format!("{prefix}{tail}")
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

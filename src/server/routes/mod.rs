@@ -1,0 +1,4 @@
+//! Route handlers, one file per route family. Handlers stay thin: parse, call the gateway, render.
+
+pub mod health;
+pub mod openai;
