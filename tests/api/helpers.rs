@@ -1,0 +1,88 @@
+//! Test harness: a mock Gemini upstream and the real gateway, each on a free loopback port.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gemini_balance::gateway::config::Settings;
+use gemini_balance::gateway::sse::SseParser;
+use gemini_balance::mock::MockGemini;
+use gemini_balance::server::Application;
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub base: String,
+    pub mock: MockGemini,
+    pub http: reqwest::Client,
+}
+
+pub async fn spawn_app(keys: &[&str]) -> TestApp {
+    spawn_app_with(keys, &[]).await
+}
+
+pub async fn spawn_app_with(keys: &[&str], extra: &[(&str, &str)]) -> TestApp {
+    let mock = MockGemini::new();
+    let mock_addr = mock.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("GEMINI_API_KEYS".into(), keys.join(",")),
+        ("GEMINI_BASE_URL".into(), format!("http://{mock_addr}")),
+        ("LEPTOS_SITE_ADDR".into(), "127.0.0.1:0".into()),
+        ("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS".into(), "2".into()),
+        ("UPSTREAM_TOTAL_TIMEOUT_SECS".into(), "10".into()),
+    ]);
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let settings = Settings::from_map(&vars).unwrap();
+    let app = Application::build(settings).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped());
+    TestApp { base, mock, http: reqwest::Client::new() }
+}
+
+pub fn chat_body(text: &str) -> Value {
+    json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": text}]})
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        self.http.post(self.url("/v1/chat/completions")).json(body).send().await.unwrap()
+    }
+
+    /// Sends a chat request and returns (status, JSON body).
+    pub async fn chat_json(&self, body: &Value) -> (u16, Value) {
+        let resp = self.chat(body).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap())
+    }
+}
+
+/// Reads an SSE response to its end: each event's data and when it arrived.
+pub async fn read_sse(resp: reqwest::Response) -> Vec<(String, Instant)> {
+    let mut out = Vec::new();
+    let mut parser = SseParser::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else { break };
+        parser.push(&chunk);
+        while let Some(ev) = parser.next_event() {
+            out.push((String::from_utf8(ev.to_vec()).unwrap(), Instant::now()));
+        }
+    }
+    out
+}
+
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    check()
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on a free port against the mock Gemini upstream, driven
+//! with a real HTTP client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod openai_chat;
+mod pool_failover;
+mod streaming;
+mod errors_auth;
