@@ -8,14 +8,21 @@ use gemini_balance::mock::MockGemini;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let addr: SocketAddr = match std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8090".into()).parse() {
+    let addr: SocketAddr = match std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8090".into())
+        .parse()
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("mock-gemini: bad address: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    let delay = std::env::var("MOCK_CHUNK_DELAY_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(40);
+    let delay = std::env::var("MOCK_CHUNK_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
     let mock = MockGemini::new();
     mock.set_chunk_delay(Duration::from_millis(delay));
     let listener = match tokio::net::TcpListener::bind(addr).await {

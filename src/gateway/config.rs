@@ -72,7 +72,8 @@ impl Settings {
             if !path.exists() {
                 continue;
             }
-            let iter = dotenvy::from_path_iter(&path).map_err(|e| err("(.env file)", format!("{}: {e}", path.display())))?;
+            let iter =
+                dotenvy::from_path_iter(&path).map_err(|e| err("(.env file)", format!("{}: {e}", path.display())))?;
             for item in iter {
                 let (k, v) = item.map_err(|e| err("(.env file)", format!("{}: {e}", path.display())))?;
                 vars.insert(k, v);
@@ -92,7 +93,10 @@ impl Settings {
             Some(url) => {
                 let url = url.trim_end_matches('/');
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(err("GEMINI_BASE_URL", format!("must start with http:// or https://, got {url:?}")));
+                    return Err(err(
+                        "GEMINI_BASE_URL",
+                        format!("must start with http:// or https://, got {url:?}"),
+                    ));
                 }
                 url.to_string()
             }
@@ -104,7 +108,9 @@ impl Settings {
             match get(name) {
                 None => Ok(Duration::from_secs(default)),
                 Some(v) => {
-                    let n: f64 = v.parse().map_err(|_| err(name, format!("expected a number of seconds, got {v:?}")))?;
+                    let n: f64 = v
+                        .parse()
+                        .map_err(|_| err(name, format!("expected a number of seconds, got {v:?}")))?;
                     if !(n.is_finite() && n > 0.0) {
                         return Err(err(name, format!("must be a positive number of seconds, got {v:?}")));
                     }
@@ -116,7 +122,9 @@ impl Settings {
             match get(name) {
                 None => Ok(default),
                 Some(v) => {
-                    let n: u64 = v.parse().map_err(|_| err(name, format!("expected a whole number, got {v:?}")))?;
+                    let n: u64 = v
+                        .parse()
+                        .map_err(|_| err(name, format!("expected a whole number, got {v:?}")))?;
                     if n < min {
                         return Err(err(name, format!("must be at least {min}, got {n}")));
                     }
@@ -142,10 +150,16 @@ impl Settings {
             default_rate_limit: secs("KEY_RATE_LIMIT_DEFAULT_SECS", 60)?,
         };
         if pool.cooldown_max < pool.cooldown {
-            return Err(err("KEY_COOLDOWN_MAX_SECS", "must not be smaller than KEY_COOLDOWN_SECS"));
+            return Err(err(
+                "KEY_COOLDOWN_MAX_SECS",
+                "must not be smaller than KEY_COOLDOWN_SECS",
+            ));
         }
         if pool.revalidate_max < pool.revalidate {
-            return Err(err("KEY_REVALIDATE_MAX_SECS", "must not be smaller than KEY_REVALIDATE_SECS"));
+            return Err(err(
+                "KEY_REVALIDATE_MAX_SECS",
+                "must not be smaller than KEY_REVALIDATE_SECS",
+            ));
         }
 
         let upstream = UpstreamSettings {
@@ -155,12 +169,20 @@ impl Settings {
             http2: flag("UPSTREAM_HTTP2", false)?,
         };
         if upstream.total_timeout < upstream.first_byte_timeout {
-            return Err(err("UPSTREAM_TOTAL_TIMEOUT_SECS", "must not be smaller than UPSTREAM_FIRST_BYTE_TIMEOUT_SECS"));
+            return Err(err(
+                "UPSTREAM_TOTAL_TIMEOUT_SECS",
+                "must not be smaller than UPSTREAM_FIRST_BYTE_TIMEOUT_SECS",
+            ));
         }
 
         let site_addr: SocketAddr = match get("LEPTOS_SITE_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 3000)),
-            Some(v) => v.parse().map_err(|_| err("LEPTOS_SITE_ADDR", format!("expected host:port such as 127.0.0.1:3000, got {v:?}")))?,
+            Some(v) => v.parse().map_err(|_| {
+                err(
+                    "LEPTOS_SITE_ADDR",
+                    format!("expected host:port such as 127.0.0.1:3000, got {v:?}"),
+                )
+            })?,
         };
         if allowed_tokens.is_empty() && !site_addr.ip().is_loopback() {
             return Err(err(

@@ -14,13 +14,25 @@ pub enum GatewayError {
     InvalidRequest { message: String, param: Option<String> },
     /// No key can take the request now (503, or 429 when every key is rate-limited).
     #[error("no Gemini API key is available right now ({total_keys} configured); retry in {}s", retry_after_secs(*.retry_after))]
-    NoKeyAvailable { retry_after: Option<Duration>, all_rate_limited: bool, total_keys: usize },
+    NoKeyAvailable {
+        retry_after: Option<Duration>,
+        all_rate_limited: bool,
+        total_keys: usize,
+    },
     /// Google rejected the request for its content (4xx that is the client's fault): passed on.
     #[error("{}", .error.error.message)]
-    UpstreamRejected { status: u16, error: gemini::ErrorBody, raw: Bytes },
+    UpstreamRejected {
+        status: u16,
+        error: gemini::ErrorBody,
+        raw: Bytes,
+    },
     /// Every attempt failed for key or server reasons.
     #[error("{message}")]
-    UpstreamFailed { status: u16, message: String, retry_after: Option<Duration> },
+    UpstreamFailed {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
     /// The prompt was blocked by Gemini's safety filters (400, code `content_filter`).
     #[error("{message}")]
     ContentBlocked { message: String },
@@ -39,13 +51,18 @@ pub fn retry_after_secs(d: Option<Duration>) -> u64 {
 
 impl GatewayError {
     pub fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
-        GatewayError::InvalidRequest { message: message.into(), param: param.map(str::to_string) }
+        GatewayError::InvalidRequest {
+            message: message.into(),
+            param: param.map(str::to_string),
+        }
     }
 
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::InvalidRequest { .. } | GatewayError::ContentBlocked { .. } => 400,
-            GatewayError::NoKeyAvailable { all_rate_limited: true, .. } => 429,
+            GatewayError::NoKeyAvailable {
+                all_rate_limited: true, ..
+            } => 429,
             GatewayError::NoKeyAvailable { .. } => 503,
             GatewayError::UpstreamRejected { status, .. } | GatewayError::UpstreamFailed { status, .. } => *status,
             GatewayError::BadUpstreamResponse { .. } => 502,
@@ -57,7 +74,9 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::NoKeyAvailable { retry_after, .. } => Some(retry_after_secs(*retry_after)),
-            GatewayError::UpstreamFailed { retry_after: Some(d), .. } => Some(retry_after_secs(Some(*d))),
+            GatewayError::UpstreamFailed {
+                retry_after: Some(d), ..
+            } => Some(retry_after_secs(Some(*d))),
             _ => None,
         }
     }
@@ -67,9 +86,13 @@ impl GatewayError {
             GatewayError::InvalidRequest { param, .. } => ("invalid_request_error", None, param.clone()),
             GatewayError::PayloadTooLarge { .. } => ("invalid_request_error", Some("request_too_large"), None),
             GatewayError::ContentBlocked { .. } => ("invalid_request_error", Some("content_filter"), None),
-            GatewayError::NoKeyAvailable { all_rate_limited: true, .. } => ("rate_limit_error", Some("rate_limit_exceeded"), None),
+            GatewayError::NoKeyAvailable {
+                all_rate_limited: true, ..
+            } => ("rate_limit_error", Some("rate_limit_exceeded"), None),
             GatewayError::NoKeyAvailable { .. } => ("service_unavailable", Some("no_key_available"), None),
-            GatewayError::UpstreamRejected { status: 404, .. } => ("invalid_request_error", Some("model_not_found"), None),
+            GatewayError::UpstreamRejected { status: 404, .. } => {
+                ("invalid_request_error", Some("model_not_found"), None)
+            }
             GatewayError::UpstreamRejected { .. } => ("invalid_request_error", None, None),
             GatewayError::UpstreamFailed { status: 429, .. } => ("rate_limit_error", Some("rate_limit_exceeded"), None),
             GatewayError::UpstreamFailed { status: 504, .. } => ("upstream_error", Some("upstream_timeout"), None),
@@ -84,7 +107,12 @@ impl GatewayError {
             _ => code.map(str::to_string),
         };
         openai::ErrorBody {
-            error: openai::ErrorDetail { message: self.to_string(), kind: kind.to_string(), param, code },
+            error: openai::ErrorDetail {
+                message: self.to_string(),
+                kind: kind.to_string(),
+                param,
+                code,
+            },
         }
     }
 

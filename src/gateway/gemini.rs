@@ -65,7 +65,10 @@ pub struct Part {
 
 impl Part {
     pub fn text(text: impl Into<String>) -> Self {
-        Part { text: Some(text.into()), ..Default::default() }
+        Part {
+            text: Some(text.into()),
+            ..Default::default()
+        }
     }
     pub fn is_thought(&self) -> bool {
         self.thought == Some(true)
@@ -261,18 +264,28 @@ pub struct ErrorStatus {
 
 impl ErrorBody {
     pub fn new(code: u16, status: &str, message: impl Into<String>) -> Self {
-        ErrorBody { error: ErrorStatus { code, message: message.into(), status: status.to_string(), details: Vec::new() } }
+        ErrorBody {
+            error: ErrorStatus {
+                code,
+                message: message.into(),
+                status: status.to_string(),
+                details: Vec::new(),
+            },
+        }
     }
 
     fn detail<'a>(&'a self, type_suffix: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
         self.error.details.iter().filter(move |d| {
-            d.get("@type").and_then(Value::as_str).is_some_and(|t| t.ends_with(type_suffix))
+            d.get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with(type_suffix))
         })
     }
 
     /// `ErrorInfo.reason`, e.g. `API_KEY_INVALID`.
     pub fn reason(&self) -> Option<&str> {
-        self.detail("google.rpc.ErrorInfo").find_map(|d| d.get("reason").and_then(Value::as_str))
+        self.detail("google.rpc.ErrorInfo")
+            .find_map(|d| d.get("reason").and_then(Value::as_str))
     }
 
     /// `RetryInfo.retryDelay` ("43s", "1.5s").
@@ -310,7 +323,15 @@ pub fn classify(status: u16, body: &[u8]) -> (Outcome, ErrorBody) {
     let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_else(|_| {
         let text = String::from_utf8_lossy(body);
         let text: String = text.chars().take(500).collect();
-        ErrorBody::new(status, "", if text.trim().is_empty() { format!("upstream returned HTTP {status}") } else { text })
+        ErrorBody::new(
+            status,
+            "",
+            if text.trim().is_empty() {
+                format!("upstream returned HTTP {status}")
+            } else {
+                text
+            },
+        )
     });
     let message = parsed.error.message.clone();
     let reason = parsed.reason().unwrap_or("");
@@ -327,10 +348,20 @@ pub fn classify(status: u16, body: &[u8]) -> (Outcome, ErrorBody) {
                 Some(d) => RetryAfter::Delay(d),
                 None => RetryAfter::Unspecified,
             };
-            Outcome::RateLimited { retry_after, per_model, message }
+            Outcome::RateLimited {
+                retry_after,
+                per_model,
+                message,
+            }
         }
-        500..=599 => Outcome::Transient { class: FailureClass::ServerError, message },
-        408 => Outcome::Transient { class: FailureClass::Timeout, message },
+        500..=599 => Outcome::Transient {
+            class: FailureClass::ServerError,
+            message,
+        },
+        408 => Outcome::Transient {
+            class: FailureClass::Timeout,
+            message,
+        },
         _ => Outcome::ClientError,
     };
     (outcome, parsed)
@@ -354,7 +385,8 @@ mod tests {
 
     #[test]
     fn plain_bad_request_is_the_clients_fault() {
-        let body = json!({"error": {"code": 400, "message": "Invalid JSON payload received.", "status": "INVALID_ARGUMENT"}});
+        let body =
+            json!({"error": {"code": 400, "message": "Invalid JSON payload received.", "status": "INVALID_ARGUMENT"}});
         assert_eq!(classify(400, body.to_string().as_bytes()).0, Outcome::ClientError);
         let body = json!({"error": {"code": 404, "message": "models/nope is not found", "status": "NOT_FOUND"}});
         assert_eq!(classify(404, body.to_string().as_bytes()).0, Outcome::ClientError);
@@ -388,12 +420,22 @@ mod tests {
                 "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},
             {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "12s"}]}});
         let (o, _) = classify(429, body.to_string().as_bytes());
-        assert!(matches!(o, Outcome::RateLimited { retry_after: RetryAfter::DailyReset, per_model: true, .. }));
+        assert!(matches!(
+            o,
+            Outcome::RateLimited {
+                retry_after: RetryAfter::DailyReset,
+                per_model: true,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn server_errors_and_garbage_bodies_are_transient() {
-        assert!(matches!(classify(503, b"<html>oops</html>").0, Outcome::Transient { .. }));
+        assert!(matches!(
+            classify(503, b"<html>oops</html>").0,
+            Outcome::Transient { .. }
+        ));
         let (o, e) = classify(500, b"");
         assert!(o.is_retryable());
         assert_eq!(e.error.message, "upstream returned HTTP 500");

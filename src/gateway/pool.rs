@@ -23,7 +23,11 @@ pub enum Outcome {
     /// 403: the key is not allowed (suspended, no permission): out until a probe succeeds.
     PermissionDenied { message: String },
     /// 429: wait out `retry_after` on this key, for one model or for the whole key.
-    RateLimited { retry_after: RetryAfter, per_model: bool, message: String },
+    RateLimited {
+        retry_after: RetryAfter,
+        per_model: bool,
+        message: String,
+    },
     /// 5xx, timeout, connection error: counts towards `max_failures`.
     Transient { class: FailureClass, message: String },
     /// The request itself was at fault (bad request, unknown model): no blame on the key.
@@ -101,11 +105,19 @@ pub struct Unavailable {
 pub enum KeyState {
     Active,
     /// Out of rotation after `max_failures` consecutive failures, until `until`.
-    CoolingDown { until: Instant },
+    CoolingDown {
+        until: Instant,
+    },
     /// Cooldown over: one trial request at a time decides whether the key is trusted again.
-    HalfOpen { trial_in_flight: bool },
+    HalfOpen {
+        trial_in_flight: bool,
+    },
     /// Invalid or forbidden: out until a probe succeeds.
-    Disabled { next_probe: Instant, backoff: Duration, probing: bool },
+    Disabled {
+        next_probe: Instant,
+        backoff: Duration,
+        probing: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -291,7 +303,10 @@ impl KeyPool {
         let mut due = Vec::new();
         for entry in self.snapshot().iter() {
             let mut h = entry.health();
-            if let KeyState::Disabled { next_probe, probing, .. } = &mut h.state {
+            if let KeyState::Disabled {
+                next_probe, probing, ..
+            } = &mut h.state
+            {
                 if !*probing && now >= *next_probe {
                     *probing = true;
                     due.push(entry.clone());
@@ -312,7 +327,11 @@ impl KeyPool {
                 h.strikes = 0;
             } else {
                 let backoff = (backoff * 2).min(self.settings.revalidate_max);
-                h.state = KeyState::Disabled { next_probe: now + backoff, backoff, probing: false };
+                h.state = KeyState::Disabled {
+                    next_probe: now + backoff,
+                    backoff,
+                    probing: false,
+                };
             }
         }
     }
@@ -328,9 +347,12 @@ impl KeyPool {
                     KeyState::Active => ("active", None),
                     KeyState::CoolingDown { until } => ("cooling_down", Some(until.saturating_duration_since(now))),
                     KeyState::HalfOpen { .. } => ("half_open", None),
-                    KeyState::Disabled { next_probe, probing, .. } => {
-                        (if *probing { "probing" } else { "disabled" }, Some(next_probe.saturating_duration_since(now)))
-                    }
+                    KeyState::Disabled {
+                        next_probe, probing, ..
+                    } => (
+                        if *probing { "probing" } else { "disabled" },
+                        Some(next_probe.saturating_duration_since(now)),
+                    ),
                 };
                 let key_limited = h.key_rate_limit.filter(|t| *t > now);
                 let state = if state == "active" && key_limited.is_some() {
@@ -339,8 +361,12 @@ impl KeyPool {
                 } else {
                     state
                 };
-                let mut rate_limited_models: Vec<String> =
-                    h.model_rate_limits.iter().filter(|(_, t)| **t > now).map(|(m, _)| m.clone()).collect();
+                let mut rate_limited_models: Vec<String> = h
+                    .model_rate_limits
+                    .iter()
+                    .filter(|(_, t)| **t > now)
+                    .map(|(m, _)| m.clone())
+                    .collect();
                 rate_limited_models.sort();
                 KeyStatus {
                     id: entry.id,
@@ -381,23 +407,40 @@ struct Blocked {
 fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<bool, Blocked> {
     if let KeyState::Disabled { next_probe, .. } = h.state {
         // Not expected back by itself; the probe decides. Report the probe time as a hint.
-        return Err(Blocked { until: Some(next_probe.max(now + Duration::from_secs(1))), rate_limited: false });
+        return Err(Blocked {
+            until: Some(next_probe.max(now + Duration::from_secs(1))),
+            rate_limited: false,
+        });
     }
-    let limit = [h.key_rate_limit, h.model_rate_limits.get(model).copied()].into_iter().flatten().filter(|t| *t > now).max();
+    let limit = [h.key_rate_limit, h.model_rate_limits.get(model).copied()]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > now)
+        .max();
     if let Some(until) = limit {
-        return Err(Blocked { until: Some(until), rate_limited: true });
+        return Err(Blocked {
+            until: Some(until),
+            rate_limited: true,
+        });
     }
     match h.state {
         KeyState::Active => Ok(false),
-        KeyState::CoolingDown { until } if now < until => Err(Blocked { until: Some(until), rate_limited: false }),
+        KeyState::CoolingDown { until } if now < until => Err(Blocked {
+            until: Some(until),
+            rate_limited: false,
+        }),
         KeyState::CoolingDown { .. } | KeyState::HalfOpen { trial_in_flight: false } => {
             h.state = KeyState::HalfOpen { trial_in_flight: true };
             Ok(true)
         }
-        KeyState::HalfOpen { trial_in_flight: true } => {
-            Err(Blocked { until: Some(now + Duration::from_secs(1)), rate_limited: false })
-        }
-        KeyState::Disabled { .. } => Err(Blocked { until: None, rate_limited: false }),
+        KeyState::HalfOpen { trial_in_flight: true } => Err(Blocked {
+            until: Some(now + Duration::from_secs(1)),
+            rate_limited: false,
+        }),
+        KeyState::Disabled { .. } => Err(Blocked {
+            until: None,
+            rate_limited: false,
+        }),
     }
 }
 
@@ -432,7 +475,14 @@ impl Lease {
     pub fn report(&mut self, outcome: &Outcome) {
         let trial = std::mem::take(&mut self.trial);
         self.reported = true;
-        apply(&self.entry, &self.settings, self.clock.as_ref(), &self.model, trial, outcome);
+        apply(
+            &self.entry,
+            &self.settings,
+            self.clock.as_ref(),
+            &self.model,
+            trial,
+            outcome,
+        );
     }
 }
 
@@ -440,7 +490,14 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if !self.reported || self.trial {
             let trial = std::mem::take(&mut self.trial);
-            apply(&self.entry, &self.settings, self.clock.as_ref(), &self.model, trial, &Outcome::Cancelled);
+            apply(
+                &self.entry,
+                &self.settings,
+                self.clock.as_ref(),
+                &self.model,
+                trial,
+                &Outcome::Cancelled,
+            );
         }
     }
 }
@@ -450,7 +507,11 @@ fn apply(entry: &KeyEntry, s: &PoolSettings, clock: &dyn Clock, model: &str, tri
     let mut h = entry.health();
     h.last_used = Some(clock.wall());
     let record = |h: &mut Health, message: &str| {
-        h.last_error = Some(LastError { class: outcome.class(), message: message.to_string(), at: clock.wall() });
+        h.last_error = Some(LastError {
+            class: outcome.class(),
+            message: message.to_string(),
+            at: clock.wall(),
+        });
     };
     match outcome {
         Outcome::Success => {
@@ -464,10 +525,18 @@ fn apply(entry: &KeyEntry, s: &PoolSettings, clock: &dyn Clock, model: &str, tri
             entry.failures.fetch_add(1, Ordering::Relaxed);
             record(&mut h, message);
             if !matches!(h.state, KeyState::Disabled { .. }) {
-                h.state = KeyState::Disabled { next_probe: now + s.revalidate, backoff: s.revalidate, probing: false };
+                h.state = KeyState::Disabled {
+                    next_probe: now + s.revalidate,
+                    backoff: s.revalidate,
+                    probing: false,
+                };
             }
         }
-        Outcome::RateLimited { retry_after, per_model, message } => {
+        Outcome::RateLimited {
+            retry_after,
+            per_model,
+            message,
+        } => {
             record(&mut h, message);
             let delay = match retry_after {
                 RetryAfter::Delay(d) => *d,
@@ -512,7 +581,11 @@ pub fn until_daily_reset(now: SystemTime) -> Duration {
     const RESET_UTC: u64 = 8 * 3600;
     let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let today_reset = secs - secs % DAY + RESET_UTC;
-    let next = if secs < today_reset { today_reset } else { today_reset + DAY };
+    let next = if secs < today_reset {
+        today_reset
+    } else {
+        today_reset + DAY
+    };
     Duration::from_secs(next - secs)
 }
 
@@ -534,12 +607,17 @@ mod tests {
 
     fn pool(n: usize) -> (KeyPool, Arc<ManualClock>) {
         let clock = Arc::new(ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
-        let keys = (0..n).map(|i| Secret::new(format!("AIzaTestKey{i:04}abcdef"))).collect();
+        let keys = (0..n)
+            .map(|i| Secret::new(format!("AIzaTestKey{i:04}abcdef")))
+            .collect();
         (KeyPool::new(keys, settings(), clock.clone()), clock)
     }
 
     fn transient() -> Outcome {
-        Outcome::Transient { class: FailureClass::ServerError, message: "503".into() }
+        Outcome::Transient {
+            class: FailureClass::ServerError,
+            message: "503".into(),
+        }
     }
 
     fn state_of(p: &KeyPool, id: u64) -> &'static str {
@@ -593,11 +671,17 @@ mod tests {
         assert!(p.acquire("m", &[]).is_err());
         // The trial fails: cooldown doubles.
         trial.report(&transient());
-        assert_eq!(p.acquire("m", &[]).unwrap_err().retry_after, Some(Duration::from_secs(20)));
+        assert_eq!(
+            p.acquire("m", &[]).unwrap_err().retry_after,
+            Some(Duration::from_secs(20))
+        );
         clock.advance(Duration::from_secs(20));
         p.acquire("m", &[]).unwrap().report(&transient());
         // Capped at cooldown_max.
-        assert_eq!(p.acquire("m", &[]).unwrap_err().retry_after, Some(Duration::from_secs(35)));
+        assert_eq!(
+            p.acquire("m", &[]).unwrap_err().retry_after,
+            Some(Duration::from_secs(35))
+        );
         clock.advance(Duration::from_secs(35));
         // The trial succeeds: trusted again, strikes reset.
         p.acquire("m", &[]).unwrap().report(&Outcome::Success);
@@ -605,7 +689,10 @@ mod tests {
         for _ in 0..3 {
             p.acquire("m", &[]).unwrap().report(&transient());
         }
-        assert_eq!(p.acquire("m", &[]).unwrap_err().retry_after, Some(Duration::from_secs(10)));
+        assert_eq!(
+            p.acquire("m", &[]).unwrap_err().retry_after,
+            Some(Duration::from_secs(10))
+        );
     }
 
     #[test]
@@ -637,7 +724,9 @@ mod tests {
         let (p, clock) = pool(2);
         let mut l = p.acquire("m", &[]).unwrap();
         let bad = l.key_id();
-        l.report(&Outcome::InvalidKey { message: "API key not valid".into() });
+        l.report(&Outcome::InvalidKey {
+            message: "API key not valid".into(),
+        });
         assert_eq!(state_of(&p, bad), "disabled");
         for _ in 0..5 {
             assert_ne!(p.acquire("m", &[]).unwrap().key_id(), bad);
@@ -655,7 +744,17 @@ mod tests {
         let due = p.due_for_probe();
         p.probe_result(&due[0], true);
         assert_eq!(state_of(&p, bad), "active");
-        assert_eq!(p.status().iter().find(|s| s.id == bad).unwrap().last_error.as_ref().unwrap().class, "invalid_key");
+        assert_eq!(
+            p.status()
+                .iter()
+                .find(|s| s.id == bad)
+                .unwrap()
+                .last_error
+                .as_ref()
+                .unwrap()
+                .class,
+            "invalid_key"
+        );
     }
 
     #[test]
@@ -700,7 +799,13 @@ mod tests {
     #[test]
     fn adding_keys_ignores_duplicates() {
         let (p, _) = pool(2);
-        assert_eq!(p.add_keys(vec![Secret::new("AIzaTestKey0000abcdef"), Secret::new("new-key-xyz-1234")]), 1);
+        assert_eq!(
+            p.add_keys(vec![
+                Secret::new("AIzaTestKey0000abcdef"),
+                Secret::new("new-key-xyz-1234")
+            ]),
+            1
+        );
         assert_eq!(p.len(), 3);
     }
 

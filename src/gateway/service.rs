@@ -69,12 +69,37 @@ impl Gateway {
         req: &ChatCompletionRequest,
     ) -> Result<impl Stream<Item = StreamItem> + Send + 'static, GatewayError> {
         let (model, body) = request::to_gemini(req)?;
-        let call = Call::post(generate_path(&model, "streamGenerateContent"), &model, json_bytes(&body)?)
-            .with_query("alt=sse");
+        let call = Call::post(
+            generate_path(&model, "streamGenerateContent"),
+            &model,
+            json_bytes(&body)?,
+        )
+        .with_query("alt=sse");
         let (events, _key) = self.upstream.open_stream(&call).await?;
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
-        let translator = StreamTranslator::new(translate::new_id("chatcmpl-"), req.model.clone(), translate::unix_now(), include_usage);
+        let translator = StreamTranslator::new(
+            translate::new_id("chatcmpl-"),
+            req.model.clone(),
+            translate::unix_now(),
+            include_usage,
+        );
         Ok(translate_stream(events, translator))
+    }
+
+    /// One model in OpenAI's shape.
+    pub async fn model(&self, id: &str) -> Result<ModelObject, GatewayError> {
+        let id = request::model_id(id)?;
+        let answer = self.upstream.send(&Call::get(format!("/v1beta/models/{id}"))).await?;
+        let m: super::gemini::Model =
+            serde_json::from_slice(&answer.body).map_err(|e| GatewayError::BadUpstreamResponse {
+                message: format!("unreadable model from Gemini: {e}"),
+            })?;
+        Ok(ModelObject {
+            id: m.name.trim_start_matches("models/").to_string(),
+            object: "model",
+            created: 0,
+            owned_by: "google",
+        })
     }
 
     /// The upstream's models in OpenAI's list shape (ids without `models/`).
@@ -87,9 +112,14 @@ impl Gateway {
                 query.push_str("&pageToken=");
                 query.push_str(&urlencode(t));
             }
-            let answer = self.upstream.send(&Call::get("/v1beta/models").with_query(query)).await?;
-            let list: ModelList = serde_json::from_slice(&answer.body)
-                .map_err(|e| GatewayError::BadUpstreamResponse { message: format!("unreadable model list from Gemini: {e}") })?;
+            let answer = self
+                .upstream
+                .send(&Call::get("/v1beta/models").with_query(query))
+                .await?;
+            let list: ModelList =
+                serde_json::from_slice(&answer.body).map_err(|e| GatewayError::BadUpstreamResponse {
+                    message: format!("unreadable model list from Gemini: {e}"),
+                })?;
             data.extend(list.models.into_iter().map(|m| ModelObject {
                 id: m.name.trim_start_matches("models/").to_string(),
                 object: "model",
@@ -105,9 +135,78 @@ impl Gateway {
     }
 }
 
+/// A Gemini-native call passed through unchanged: the client's path, query and body go upstream
+/// with a pool key instead of the client's token.
+#[derive(Debug, Clone)]
+pub struct NativeCall {
+    /// `v1beta` or `v1`.
+    pub version: String,
+    /// `None` for the model list.
+    pub model: Option<String>,
+    /// `generateContent`, `streamGenerateContent`, …; `None` for GET.
+    pub action: Option<String>,
+    /// The client's query without `key` and `alt`.
+    pub query: Vec<(String, String)>,
+    pub body: Option<Bytes>,
+}
+
+pub const NATIVE_ACTIONS: &[&str] = &[
+    "generateContent",
+    "streamGenerateContent",
+    "countTokens",
+    "embedContent",
+    "batchEmbedContents",
+];
+
+impl NativeCall {
+    fn to_call(&self, stream: bool) -> Call {
+        let mut path = format!("/{}/models", self.version);
+        if let Some(m) = &self.model {
+            path.push('/');
+            path.push_str(m);
+        }
+        if let Some(a) = &self.action {
+            path.push(':');
+            path.push_str(a);
+        }
+        let mut query: Vec<String> = self
+            .query
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect();
+        if stream {
+            query.push("alt=sse".into());
+        }
+        Call {
+            method: if self.body.is_some() {
+                reqwest::Method::POST
+            } else {
+                reqwest::Method::GET
+            },
+            path,
+            query: (!query.is_empty()).then(|| query.join("&")),
+            body: self.body.clone(),
+            model: self.model.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl Gateway {
+    /// A native, non-streaming call: the upstream's 2xx body, unchanged.
+    pub async fn native(&self, call: &NativeCall) -> Result<Bytes, GatewayError> {
+        Ok(self.upstream.send(&call.to_call(false)).await?.body)
+    }
+
+    /// A native stream: each upstream event's data, unchanged, as it arrives.
+    pub async fn native_stream(&self, call: &NativeCall) -> Result<super::upstream::EventStream, GatewayError> {
+        Ok(self.upstream.open_stream(&call.to_call(true)).await?.0)
+    }
+}
+
 fn parse_response(body: &[u8]) -> Result<GenerateContentResponse, GatewayError> {
-    serde_json::from_slice(body)
-        .map_err(|e| GatewayError::BadUpstreamResponse { message: format!("unreadable answer from Gemini: {e}") })
+    serde_json::from_slice(body).map_err(|e| GatewayError::BadUpstreamResponse {
+        message: format!("unreadable answer from Gemini: {e}"),
+    })
 }
 
 fn urlencode(s: &str) -> String {
@@ -120,7 +219,8 @@ fn urlencode(s: &str) -> String {
 }
 
 fn error_json(message: &str, code: &str) -> String {
-    serde_json::json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}}).to_string()
+    serde_json::json!({"error": {"message": message, "type": "upstream_error", "param": null, "code": code}})
+        .to_string()
 }
 
 /// Translates upstream events to chunks as each arrives: nothing is held back or re-chunked.
@@ -134,7 +234,12 @@ fn translate_stream(
         ended: bool,
         tail: Vec<StreamItem>,
     }
-    let state = State { events, translator, ended: false, tail: Vec::new() };
+    let state = State {
+        events,
+        translator,
+        ended: false,
+        tail: Vec::new(),
+    };
     futures::stream::unfold(state, |mut st| async move {
         loop {
             if let Some(item) = st.tail.pop() {

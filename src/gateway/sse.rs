@@ -77,7 +77,9 @@ mod tests {
     use super::*;
 
     fn all(p: &mut SseParser) -> Vec<String> {
-        std::iter::from_fn(|| p.next_event()).map(|b| String::from_utf8(b.to_vec()).unwrap()).collect()
+        std::iter::from_fn(|| p.next_event())
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect()
     }
 
     #[test]

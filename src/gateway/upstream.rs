@@ -35,10 +35,22 @@ pub struct Call {
 
 impl Call {
     pub fn get(path: impl Into<String>) -> Self {
-        Call { method: Method::GET, path: path.into(), query: None, body: None, model: String::new() }
+        Call {
+            method: Method::GET,
+            path: path.into(),
+            query: None,
+            body: None,
+            model: String::new(),
+        }
     }
     pub fn post(path: impl Into<String>, model: &str, body: Bytes) -> Self {
-        Call { method: Method::POST, path: path.into(), query: None, body: Some(body), model: model.to_string() }
+        Call {
+            method: Method::POST,
+            path: path.into(),
+            query: None,
+            body: Some(body),
+            model: model.to_string(),
+        }
     }
     pub fn with_query(mut self, query: impl Into<String>) -> Self {
         self.query = Some(query.into());
@@ -59,7 +71,12 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>
 
 enum Attempt<T> {
     Done(T),
-    Failed { outcome: Outcome, status: u16, error: ErrorBody, raw: Bytes },
+    Failed {
+        outcome: Outcome,
+        status: u16,
+        error: ErrorBody,
+        raw: Bytes,
+    },
 }
 
 #[derive(Debug)]
@@ -72,7 +89,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(base_url: &str, pool: Arc<KeyPool>, settings: UpstreamSettings, max_retries: u32) -> Result<Self, String> {
+    pub fn new(
+        base_url: &str,
+        pool: Arc<KeyPool>,
+        settings: UpstreamSettings,
+        max_retries: u32,
+    ) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .pool_max_idle_per_host(1024)
@@ -84,8 +106,16 @@ impl Upstream {
         if !settings.http2 {
             builder = builder.http1_only();
         }
-        let http = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { http, base_url: base_url.trim_end_matches('/').to_string(), pool, settings, max_retries })
+        let http = builder
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            pool,
+            settings,
+            max_retries,
+        })
     }
 
     pub fn pool(&self) -> &Arc<KeyPool> {
@@ -98,9 +128,14 @@ impl Upstream {
             url.push('?');
             url.push_str(q);
         }
-        let mut req = self.http.request(call.method.clone(), url).header("x-goog-api-key", lease.key().expose());
+        let mut req = self
+            .http
+            .request(call.method.clone(), url)
+            .header("x-goog-api-key", lease.key().expose());
         if let Some(body) = &call.body {
-            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone());
         }
         req
     }
@@ -144,12 +179,21 @@ impl Upstream {
                         latency_ms = started.elapsed().as_millis() as u64, "upstream attempt");
                     return Ok(value);
                 }
-                Attempt::Failed { outcome, status, mut error, raw } => {
+                Attempt::Failed {
+                    outcome,
+                    status,
+                    mut error,
+                    raw,
+                } => {
                     error.error.message = self.pool.redact(&error.error.message);
                     tracing::info!(key = %key, model = %call.model, attempt = n, outcome = outcome.class(), status,
                         latency_ms = started.elapsed().as_millis() as u64, message = %error.error.message, "upstream attempt");
                     if !outcome.is_retryable() {
-                        let raw = if raw.is_empty() { Bytes::new() } else { Bytes::from(self.pool.redact(&String::from_utf8_lossy(&raw))) };
+                        let raw = if raw.is_empty() {
+                            Bytes::new()
+                        } else {
+                            Bytes::from(self.pool.redact(&String::from_utf8_lossy(&raw)))
+                        };
                         return Err(GatewayError::UpstreamRejected { status, error, raw });
                     }
                     last = Some((outcome, status, error));
@@ -158,12 +202,22 @@ impl Upstream {
         }
         let attempts = tried.len();
         let Some((outcome, _, error)) = last else {
-            return Err(GatewayError::NoKeyAvailable { retry_after: None, all_rate_limited: false, total_keys: self.pool.len() });
+            return Err(GatewayError::NoKeyAvailable {
+                retry_after: None,
+                all_rate_limited: false,
+                total_keys: self.pool.len(),
+            });
         };
         let (status, retry_after) = match &outcome {
-            Outcome::RateLimited { retry_after: RetryAfter::Delay(d), .. } => (429, Some(*d)),
+            Outcome::RateLimited {
+                retry_after: RetryAfter::Delay(d),
+                ..
+            } => (429, Some(*d)),
             Outcome::RateLimited { .. } => (429, None),
-            Outcome::Transient { class: FailureClass::Timeout, .. } => (504, None),
+            Outcome::Transient {
+                class: FailureClass::Timeout,
+                ..
+            } => (504, None),
             _ => (502, None),
         };
         Err(GatewayError::UpstreamFailed {
@@ -181,30 +235,54 @@ impl Upstream {
         let deadline = Instant::now() + self.settings.total_timeout;
         let first_byte = Instant::now() + self.settings.first_byte_timeout;
         let resp = match tokio::time::timeout_at(first_byte, self.request(call, &lease).send()).await {
-            Err(_) => return failed(&mut lease, timeout_outcome("no response from Gemini within the first-byte timeout")),
+            Err(_) => {
+                return failed(
+                    &mut lease,
+                    timeout_outcome("no response from Gemini within the first-byte timeout"),
+                )
+            }
             Ok(Err(e)) => return failed(&mut lease, transport_outcome(&e)),
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status().as_u16();
         let body = match tokio::time::timeout_at(deadline, resp.bytes()).await {
-            Err(_) => return failed(&mut lease, timeout_outcome("Gemini's response did not complete within the total timeout")),
+            Err(_) => {
+                return failed(
+                    &mut lease,
+                    timeout_outcome("Gemini's response did not complete within the total timeout"),
+                )
+            }
             Ok(Err(e)) => return failed(&mut lease, transport_outcome(&e)),
             Ok(Ok(body)) => body,
         };
         if (200..300).contains(&status) {
             lease.report(&Outcome::Success);
-            return Attempt::Done(Answer { body, key: lease.masked().to_string(), attempts: 0 });
+            return Attempt::Done(Answer {
+                body,
+                key: lease.masked().to_string(),
+                attempts: 0,
+            });
         }
         let (outcome, error) = gemini::classify(status, &body);
         lease.report(&outcome);
-        Attempt::Failed { outcome, status, error, raw: body }
+        Attempt::Failed {
+            outcome,
+            status,
+            error,
+            raw: body,
+        }
     }
 
     async fn attempt_stream(&self, call: &Call, mut lease: Lease) -> Attempt<(EventStream, String)> {
         let deadline = Instant::now() + self.settings.total_timeout;
         let first_byte = Instant::now() + self.settings.first_byte_timeout;
         let resp = match tokio::time::timeout_at(first_byte, self.request(call, &lease).send()).await {
-            Err(_) => return failed(&mut lease, timeout_outcome("no response from Gemini within the first-byte timeout")),
+            Err(_) => {
+                return failed(
+                    &mut lease,
+                    timeout_outcome("no response from Gemini within the first-byte timeout"),
+                )
+            }
             Ok(Err(e)) => return failed(&mut lease, transport_outcome(&e)),
             Ok(Ok(resp)) => resp,
         };
@@ -216,7 +294,12 @@ impl Upstream {
             };
             let (outcome, error) = gemini::classify(status, &body);
             lease.report(&outcome);
-            return Attempt::Failed { outcome, status, error, raw: body };
+            return Attempt::Failed {
+                outcome,
+                status,
+                error,
+                raw: body,
+            };
         }
         let mut body = resp.bytes_stream();
         let mut parser = SseParser::new();
@@ -225,7 +308,12 @@ impl Upstream {
                 break event;
             }
             match tokio::time::timeout_at(first_byte, body.next()).await {
-                Err(_) => return failed(&mut lease, timeout_outcome("no stream event from Gemini within the first-byte timeout")),
+                Err(_) => {
+                    return failed(
+                        &mut lease,
+                        timeout_outcome("no stream event from Gemini within the first-byte timeout"),
+                    )
+                }
                 Ok(Some(Ok(bytes))) => parser.push(&bytes),
                 Ok(Some(Err(e))) => return failed(&mut lease, transport_outcome(&e)),
                 Ok(None) => match parser.finish() {
@@ -233,7 +321,10 @@ impl Upstream {
                     None => {
                         return failed(
                             &mut lease,
-                            Outcome::Transient { class: FailureClass::ServerError, message: "Gemini closed the stream before its first event".into() },
+                            Outcome::Transient {
+                                class: FailureClass::ServerError,
+                                message: "Gemini closed the stream before its first event".into(),
+                            },
                         )
                     }
                 },
@@ -241,7 +332,13 @@ impl Upstream {
         };
         lease.report(&Outcome::Success);
         let key = lease.masked().to_string();
-        let state = Committed { body: Box::pin(body), parser, lease, deadline, done: false };
+        let state = Committed {
+            body: Box::pin(body),
+            parser,
+            lease,
+            deadline,
+            done: false,
+        };
         let rest = futures::stream::unfold(state, next_event);
         let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
         Attempt::Done((Box::pin(stream), key))
@@ -295,7 +392,10 @@ async fn next_event(mut st: Committed) -> Option<(Result<Bytes, String>, Committ
                 let outcome = transport_outcome(&e);
                 st.lease.report(&outcome);
                 st.done = true;
-                return Some((Err(format!("the Gemini stream broke off: {}", outcome_message(&outcome))), st));
+                return Some((
+                    Err(format!("the Gemini stream broke off: {}", outcome_message(&outcome))),
+                    st,
+                ));
             }
             Err(_) => {
                 st.lease.report(&timeout_outcome("stream exceeded the total timeout"));
@@ -318,13 +418,31 @@ fn outcome_message(o: &Outcome) -> &str {
 
 fn failed<T>(lease: &mut Lease, outcome: Outcome) -> Attempt<T> {
     lease.report(&outcome);
-    let status = if matches!(outcome, Outcome::Transient { class: FailureClass::Timeout, .. }) { 504 } else { 502 };
+    let status = if matches!(
+        outcome,
+        Outcome::Transient {
+            class: FailureClass::Timeout,
+            ..
+        }
+    ) {
+        504
+    } else {
+        502
+    };
     let error = ErrorBody::new(status, "UNAVAILABLE", outcome_message(&outcome));
-    Attempt::Failed { outcome, status, error, raw: Bytes::new() }
+    Attempt::Failed {
+        outcome,
+        status,
+        error,
+        raw: Bytes::new(),
+    }
 }
 
 fn timeout_outcome(message: &str) -> Outcome {
-    Outcome::Transient { class: FailureClass::Timeout, message: message.to_string() }
+    Outcome::Transient {
+        class: FailureClass::Timeout,
+        message: message.to_string(),
+    }
 }
 
 fn transport_outcome(e: &reqwest::Error) -> Outcome {

@@ -42,13 +42,19 @@ pub enum Behavior {
         per_day: bool,
     },
     /// A 5xx with Google's error body (500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED).
-    ServerError { code: u16 },
+    ServerError {
+        code: u16,
+    },
     /// Never answers.
     Hang,
     /// Streams `after` events, then breaks the connection.
-    DropMidStream { after: u32 },
+    DropMidStream {
+        after: u32,
+    },
     /// Waits `delay_ms` before answering and between stream events.
-    Slow { delay_ms: u64 },
+    Slow {
+        delay_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,7 +95,12 @@ pub struct MockGemini {
     state: Arc<MockState>,
 }
 
-pub const MODELS: &[&str] = &["gemini-2.5-flash", "gemini-2.5-pro", "gemini-2.0-flash", "gemini-2.5-flash-image"];
+pub const MODELS: &[&str] = &[
+    "gemini-2.5-flash",
+    "gemini-2.5-pro",
+    "gemini-2.0-flash",
+    "gemini-2.5-flash-image",
+];
 pub const EMBEDDING_MODELS: &[&str] = &["gemini-embedding-001", "text-embedding-004"];
 
 impl MockGemini {
@@ -104,7 +115,13 @@ impl MockGemini {
 
     /// Sets how `key` behaves for its next `times` requests.
     pub fn set_times(&self, key: &str, behavior: Behavior, times: u32) {
-        self.set_rule(key, Rule { behavior, times: Some(times) });
+        self.set_rule(
+            key,
+            Rule {
+                behavior,
+                times: Some(times),
+            },
+        );
     }
 
     pub fn set_rule(&self, key: &str, rule: Rule) {
@@ -112,7 +129,9 @@ impl MockGemini {
     }
 
     pub fn set_chunk_delay(&self, delay: Duration) {
-        self.state.chunk_delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+        self.state
+            .chunk_delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> Stats {
@@ -161,7 +180,10 @@ fn default_behavior(key: &str) -> Behavior {
     } else if key.contains("denied") {
         Behavior::PermissionDenied
     } else if key.contains("ratelimit") {
-        Behavior::RateLimited { retry_delay_secs: 30.0, per_day: false }
+        Behavior::RateLimited {
+            retry_delay_secs: 30.0,
+            per_day: false,
+        }
     } else if key.contains("flaky") {
         Behavior::ServerError { code: 503 }
     } else if key.contains("hang") {
@@ -196,12 +218,25 @@ fn google_error(code: u16, status: &str, message: &str, details: Value) -> Respo
     if details.as_array().is_some_and(|d| !d.is_empty()) {
         error["details"] = details;
     }
-    (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(json!({ "error": error }))).into_response()
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(json!({ "error": error })),
+    )
+        .into_response()
 }
 
 /// Authenticates like Google: key from `x-goog-api-key` or `?key=`; records what it saw.
-fn authenticate(state: &MockState, headers: &HeaderMap, query: &HashMap<String, String>, path: String, body: Option<&Value>) -> Result<(String, Behavior), Response> {
-    let header_key = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+fn authenticate(
+    state: &MockState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    path: String,
+    body: Option<&Value>,
+) -> Result<(String, Behavior), Response> {
+    let header_key = headers
+        .get("x-goog-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let key = header_key.clone().or_else(|| query.get("key").cloned());
     {
         let mut stats = lock(&state.stats);
@@ -232,17 +267,33 @@ fn authenticate(state: &MockState, headers: &HeaderMap, query: &HashMap<String, 
 /// The error response a misbehaving key gets, if any (stream-only behaviours return `None`).
 async fn key_failure(behavior: &Behavior, model: &str) -> Option<Response> {
     match behavior {
-        Behavior::Invalid => Some(google_error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", json!([
-            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com",
-             "metadata": {"service": "generativelanguage.googleapis.com"}},
-            {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": "API key not valid. Please pass a valid API key."}
-        ]))),
-        Behavior::PermissionDenied => Some(google_error(403, "PERMISSION_DENIED",
-            "Permission denied: Consumer 'api_key:mock' has been suspended.", json!([
-            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com"}
-        ]))),
-        Behavior::RateLimited { retry_delay_secs, per_day } => {
-            let quota_id = if *per_day { "GenerateRequestsPerDayPerProjectPerModel-FreeTier" } else { "GenerateRequestsPerMinutePerProjectPerModel-FreeTier" };
+        Behavior::Invalid => Some(google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "API key not valid. Please pass a valid API key.",
+            json!([
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+                 "metadata": {"service": "generativelanguage.googleapis.com"}},
+                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": "API key not valid. Please pass a valid API key."}
+            ]),
+        )),
+        Behavior::PermissionDenied => Some(google_error(
+            403,
+            "PERMISSION_DENIED",
+            "Permission denied: Consumer 'api_key:mock' has been suspended.",
+            json!([
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com"}
+            ]),
+        )),
+        Behavior::RateLimited {
+            retry_delay_secs,
+            per_day,
+        } => {
+            let quota_id = if *per_day {
+                "GenerateRequestsPerDayPerProjectPerModel-FreeTier"
+            } else {
+                "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+            };
             Some(google_error(429, "RESOURCE_EXHAUSTED",
                 "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
                 json!([
@@ -287,7 +338,11 @@ fn model_json(name: &str) -> Value {
     })
 }
 
-async fn list_models(State(state): State<Arc<MockState>>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn list_models(
+    State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let (_, behavior) = match authenticate(&state, &headers, &query, "models".into(), None) {
         Ok(k) => k,
         Err(resp) => return resp,
@@ -299,7 +354,12 @@ async fn list_models(State(state): State<Arc<MockState>>, headers: HeaderMap, Qu
     Json(json!({ "models": models })).into_response()
 }
 
-async fn get_model(State(state): State<Arc<MockState>>, Path(name): Path<String>, headers: HeaderMap, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn get_model(
+    State(state): State<Arc<MockState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let (_, behavior) = match authenticate(&state, &headers, &query, format!("models/{name}"), None) {
         Ok(k) => k,
         Err(resp) => return resp,
@@ -337,7 +397,15 @@ async fn model_action(
         return resp;
     }
     let Some(req) = parsed else {
-        return google_error(400, "INVALID_ARGUMENT", &format!("Invalid JSON payload received. Unexpected token.\n{}", String::from_utf8_lossy(&body[..body.len().min(40)])), json!([]));
+        return google_error(
+            400,
+            "INVALID_ARGUMENT",
+            &format!(
+                "Invalid JSON payload received. Unexpected token.\n{}",
+                String::from_utf8_lossy(&body[..body.len().min(40)])
+            ),
+            json!([]),
+        );
     };
     let known = match action {
         "embedContent" | "batchEmbedContents" => EMBEDDING_MODELS.contains(&model),
@@ -361,20 +429,33 @@ async fn model_action(
                     Behavior::DropMidStream { after } => Some(after as usize),
                     _ => None,
                 };
-                stream_response(state.clone(), events, query.get("alt").is_some_and(|a| a == "sse"), delay, drop_after)
+                stream_response(
+                    state.clone(),
+                    events,
+                    query.get("alt").is_some_and(|a| a == "sse"),
+                    delay,
+                    drop_after,
+                )
             }
             Err(resp) => resp,
         },
         "countTokens" => {
-            let contents = req.get("contents").or_else(|| req.pointer("/generateContentRequest/contents"));
+            let contents = req
+                .get("contents")
+                .or_else(|| req.pointer("/generateContentRequest/contents"));
             Json(json!({"totalTokens": contents.map(count_words).unwrap_or(0)})).into_response()
         }
         "embedContent" => {
             let dims = req.get("outputDimensionality").and_then(Value::as_u64).unwrap_or(8) as usize;
-            Json(json!({"embedding": {"values": embed(req.get("content").unwrap_or(&Value::Null), dims)}})).into_response()
+            Json(json!({"embedding": {"values": embed(req.get("content").unwrap_or(&Value::Null), dims)}}))
+                .into_response()
         }
         "batchEmbedContents" => {
-            let items = req.get("requests").and_then(Value::as_array).cloned().unwrap_or_default();
+            let items = req
+                .get("requests")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let embeddings: Vec<Value> = items
                 .iter()
                 .map(|r| {
@@ -412,6 +493,12 @@ fn count_words(v: &Value) -> u64 {
     all.iter().map(|t| t.split_whitespace().count() as u64).sum()
 }
 
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(1469598103934665603u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(1099511628211)
+    })
+}
+
 fn embed(content: &Value, dims: usize) -> Vec<f64> {
     let mut all = Vec::new();
     texts(content, &mut all);
@@ -432,31 +519,56 @@ fn embed(content: &Value, dims: usize) -> Vec<f64> {
 fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
     let contents = req.get("contents").and_then(Value::as_array).filter(|c| !c.is_empty());
     let Some(contents) = contents else {
-        return Err(google_error(400, "INVALID_ARGUMENT", "* GenerateContentRequest.contents: contents is not specified\n", json!([])));
+        return Err(google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "* GenerateContentRequest.contents: contents is not specified\n",
+            json!([]),
+        ));
     };
-    let prompt_tokens = count_words(&Value::Array(contents.clone()))
-        + req.get("systemInstruction").map(count_words).unwrap_or(0);
+    let prompt_tokens =
+        count_words(&Value::Array(contents.clone())) + req.get("systemInstruction").map(count_words).unwrap_or(0);
     let last = contents.last().cloned().unwrap_or(Value::Null);
     let parts = last.get("parts").and_then(Value::as_array).cloned().unwrap_or_default();
-    let last_text: String = parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(" ");
+    let last_text: String = parts
+        .iter()
+        .filter_map(|p| p.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
     let tool_result = parts.iter().find_map(|p| p.get("functionResponse")).cloned();
     let config = req.get("generationConfig").cloned().unwrap_or(Value::Null);
-    let max_tokens = config.get("maxOutputTokens").and_then(Value::as_u64).map(|n| n as usize);
-    let candidates = config.get("candidateCount").and_then(Value::as_u64).unwrap_or(1).clamp(1, 8) as usize;
+    let max_tokens = config
+        .get("maxOutputTokens")
+        .and_then(Value::as_u64)
+        .map(|n| n as usize);
+    let candidates = config
+        .get("candidateCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(1)
+        .clamp(1, 8) as usize;
     let version = json!(model);
-    let response_id = format!("mock{:x}", rand::random::<u32>());
+    // Deterministic per request, so identical requests get byte-identical answers.
+    let response_id = format!("mock{:016x}", fnv(req.to_string().as_bytes()));
 
     if last_text.contains("[[block]]") {
-        return Ok(vec![json!({"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
-            "usageMetadata": {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}, "modelVersion": version, "responseId": response_id})]);
+        return Ok(vec![
+            json!({"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": []},
+            "usageMetadata": {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}, "modelVersion": version, "responseId": response_id}),
+        ]);
     }
     if last_text.contains("[[empty]]") {
-        return Ok(vec![json!({"candidates": [{"content": {"parts": [], "role": "model"}, "index": 0}],
-            "usageMetadata": {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}, "modelVersion": version, "responseId": response_id})]);
+        return Ok(vec![
+            json!({"candidates": [{"content": {"parts": [], "role": "model"}, "index": 0}],
+            "usageMetadata": {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}, "modelVersion": version, "responseId": response_id}),
+        ]);
     }
 
     let reply = match &tool_result {
-        Some(r) => format!("The tool {} returned {}", r.get("name").and_then(Value::as_str).unwrap_or("?"), r.get("response").unwrap_or(&Value::Null)),
+        Some(r) => format!(
+            "The tool {} returned {}",
+            r.get("name").and_then(Value::as_str).unwrap_or("?"),
+            r.get("response").unwrap_or(&Value::Null)
+        ),
         None => format!("Echo: {}", last_text.trim()),
     };
     let mut words: Vec<String> = reply.split_whitespace().map(str::to_string).collect();
@@ -473,7 +585,11 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
     }
     let thinks = last_text.contains("[[think]]");
     let thoughts_tokens = if thinks { 3 } else { 0 };
-    let tool = last_text.split("[[tool:").nth(1).and_then(|rest| rest.split("]]").next()).map(str::to_string);
+    let tool = last_text
+        .split("[[tool:")
+        .nth(1)
+        .and_then(|rest| rest.split("]]").next())
+        .map(str::to_string);
     let image = last_text.contains("[[image]]");
 
     let mut events = Vec::new();
@@ -502,14 +618,19 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
         "totalTokenCount": prompt_tokens + completion + thoughts_tokens,
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}]});
     // The last event carries the finish reason and the usage, as Gemini's does.
-    let finals: Vec<Value> = (0..candidates).map(|i| json!({"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": finish, "index": i})).collect();
+    let finals: Vec<Value> = (0..candidates)
+        .map(|i| json!({"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": finish, "index": i}))
+        .collect();
     match events.last_mut() {
         Some(last) => {
             if let Some(cands) = last.get_mut("candidates").and_then(Value::as_array_mut) {
                 for c in cands.iter_mut() {
                     c["finishReason"] = json!(finish);
                 }
-                let have: Vec<u64> = cands.iter().filter_map(|c| c.get("index").and_then(Value::as_u64)).collect();
+                let have: Vec<u64> = cands
+                    .iter()
+                    .filter_map(|c| c.get("index").and_then(Value::as_u64))
+                    .collect();
                 for f in finals {
                     if !have.contains(&f["index"].as_u64().unwrap_or(0)) {
                         cands.push(f);
@@ -518,7 +639,9 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
             }
             last["usageMetadata"] = usage;
         }
-        None => events.push(json!({"candidates": finals, "usageMetadata": usage, "modelVersion": version, "responseId": response_id})),
+        None => events.push(
+            json!({"candidates": finals, "usageMetadata": usage, "modelVersion": version, "responseId": response_id}),
+        ),
     }
     Ok(events)
 }
@@ -534,14 +657,21 @@ fn merge_events(events: &[Value]) -> Value {
                 candidates.push(json!({"content": {"parts": [], "role": "model"}, "index": candidates.len()}));
             }
             let target = &mut candidates[idx];
-            for p in c.pointer("/content/parts").and_then(Value::as_array).into_iter().flatten() {
+            for p in c
+                .pointer("/content/parts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if p.get("text").and_then(Value::as_str) == Some("") {
                     continue;
                 }
                 let parts = target.pointer_mut("/content/parts").and_then(Value::as_array_mut);
                 if let Some(parts) = parts {
                     let merge = p.get("text").is_some()
-                        && parts.last().is_some_and(|l| l.get("text").is_some() && l.get("thought") == p.get("thought"));
+                        && parts
+                            .last()
+                            .is_some_and(|l| l.get("text").is_some() && l.get("thought") == p.get("thought"));
                     if merge {
                         if let (Some(last), Some(t)) = (parts.last_mut(), p.get("text").and_then(Value::as_str)) {
                             let joined = format!("{}{t}", last["text"].as_str().unwrap_or(""));
@@ -584,41 +714,65 @@ impl Drop for StreamGuard {
     }
 }
 
-fn stream_response(state: Arc<MockState>, events: Vec<Value>, sse: bool, delay: Duration, drop_after: Option<usize>) -> Response {
+fn stream_response(
+    state: Arc<MockState>,
+    events: Vec<Value>,
+    sse: bool,
+    delay: Duration,
+    drop_after: Option<usize>,
+) -> Response {
     state.streams_started.fetch_add(1, Ordering::Relaxed);
     let guard = StreamGuard { state, finished: false };
     let total = events.len();
-    let stream = futures::stream::unfold((events.into_iter().enumerate(), guard), move |(mut it, mut guard)| async move {
-        let (i, ev) = it.next()?;
-        if i > 0 && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        if drop_after == Some(i) {
-            return Some((Err(std::io::Error::other("mock: connection dropped mid-stream")), (it, guard)));
-        }
-        let json = ev.to_string();
-        let frame = if sse {
-            format!("data: {json}\r\n\r\n")
-        } else if i == 0 {
-            if total == 1 { format!("[{json}]") } else { format!("[{json}") }
-        } else if i + 1 == total {
-            format!(",\r\n{json}]")
-        } else {
-            format!(",\r\n{json}")
-        };
-        if i + 1 == total {
-            guard.finished = true;
-        }
-        Some((Ok::<_, std::io::Error>(Bytes::from(frame)), (it, guard)))
-    });
-    let content_type = if sse { "text/event-stream" } else { "application/json; charset=UTF-8" };
+    let stream = futures::stream::unfold(
+        (events.into_iter().enumerate(), guard),
+        move |(mut it, mut guard)| async move {
+            let (i, ev) = it.next()?;
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if drop_after == Some(i) {
+                return Some((
+                    Err(std::io::Error::other("mock: connection dropped mid-stream")),
+                    (it, guard),
+                ));
+            }
+            let json = ev.to_string();
+            let frame = if sse {
+                format!("data: {json}\r\n\r\n")
+            } else if i == 0 {
+                if total == 1 {
+                    format!("[{json}]")
+                } else {
+                    format!("[{json}")
+                }
+            } else if i + 1 == total {
+                format!(",\r\n{json}]")
+            } else {
+                format!(",\r\n{json}")
+            };
+            if i + 1 == total {
+                guard.finished = true;
+            }
+            Some((Ok::<_, std::io::Error>(Bytes::from(frame)), (it, guard)))
+        },
+    );
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/json; charset=UTF-8"
+    };
     Response::builder()
         .header("content-type", content_type)
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-async fn control_set(State(state): State<Arc<MockState>>, Path(key): Path<String>, Json(rule): Json<Rule>) -> StatusCode {
+async fn control_set(
+    State(state): State<Arc<MockState>>,
+    Path(key): Path<String>,
+    Json(rule): Json<Rule>,
+) -> StatusCode {
     lock(&state.rules).insert(key, rule);
     StatusCode::NO_CONTENT
 }

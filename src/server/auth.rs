@@ -32,5 +32,10 @@ pub async fn require_bearer(State(state): State<AppState>, req: Request, next: N
     } else {
         "Incorrect API key provided: the token is not in ALLOWED_TOKENS."
     };
-    openai_error(StatusCode::UNAUTHORIZED, message, "invalid_request_error", Some("invalid_api_key"))
+    openai_error(
+        StatusCode::UNAUTHORIZED,
+        message,
+        "invalid_request_error",
+        Some("invalid_api_key"),
+    )
 }

@@ -75,20 +75,28 @@ pub fn openai_error(code: StatusCode, message: impl Into<String>, kind: &str, er
 pub fn parse_body<T: DeserializeOwned>(body: Result<bytes::Bytes, BytesRejection>) -> Result<T, GatewayError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            GatewayError::PayloadTooLarge { message: "The request body is larger than MAX_BODY_BYTES allows".into() }
+            GatewayError::PayloadTooLarge {
+                message: "The request body is larger than MAX_BODY_BYTES allows".into(),
+            }
         } else {
             GatewayError::invalid(format!("Could not read the request body: {rejection}"), None)
         }
     })?;
     if bytes.is_empty() {
-        return Err(GatewayError::invalid("The request body is empty; expected a JSON object", None));
+        return Err(GatewayError::invalid(
+            "The request body is empty; expected a JSON object",
+            None,
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            GatewayError::invalid(format!("We could not parse the JSON body of your request: {inner}"), None)
+            GatewayError::invalid(
+                format!("We could not parse the JSON body of your request: {inner}"),
+                None,
+            )
         } else if path == "." {
             GatewayError::invalid(format!("Invalid request body: {inner}"), None)
         } else {

@@ -34,12 +34,28 @@ pub struct AppState {
 /// The router for the OpenAI-compatible API, mounted at `/v1` and `/api/v1`.
 fn openai_api(state: &AppState) -> Router<AppState> {
     use routes::openai;
+    let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_bearer);
     Router::new()
-        .route("/chat/completions", post(openai::chat_completions))
-        .route("/models", get(openai::list_models))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_bearer))
+        .route("/chat/completions", post(openai::chat_completions).layer(auth.clone()))
+        .route("/models", get(openai::list_models).layer(auth.clone()))
+        // GET is OpenAI's "retrieve model"; POST `{model}:{action}` is Google's v1 API (own auth).
+        .route(
+            "/models/{name}",
+            get(openai::get_model).layer(auth).post(routes::gemini::model_action),
+        )
         .fallback(openai::not_found)
         .method_not_allowed_fallback(openai::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+}
+
+/// The Gemini-native API (`models`, `models/{model}`, `models/{model}:{action}`), mounted at
+/// `/v1beta`, `/gemini/v1beta` and `/gemini/v1`.
+fn gemini_api(state: &AppState) -> Router<AppState> {
+    use routes::gemini;
+    Router::new()
+        .route("/models", get(gemini::list_models))
+        .route("/models/{name}", get(gemini::get_model).post(gemini::model_action))
+        .fallback(gemini::not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
 }
 
@@ -59,9 +75,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options);
     let api = openai_api(&state);
+    let native = gemini_api(&state);
     Router::new()
         .nest("/v1", api.clone())
         .nest("/api/v1", api)
+        .nest("/v1beta", native.clone())
+        .nest("/gemini/v1beta", native.clone())
+        .nest("/gemini/v1", native)
         .route("/healthz", get(routes::health::healthz))
         .with_state(state)
         .merge(site)
@@ -84,19 +104,40 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let listener = bind(settings.site_addr).map_err(|source| StartupError::Bind { addr: settings.site_addr, source })?;
-        let pool = Arc::new(KeyPool::new(settings.api_keys.clone(), settings.pool.clone(), Arc::new(SystemClock)));
+        let listener = bind(settings.site_addr).map_err(|source| StartupError::Bind {
+            addr: settings.site_addr,
+            source,
+        })?;
+        let pool = Arc::new(KeyPool::new(
+            settings.api_keys.clone(),
+            settings.pool.clone(),
+            Arc::new(SystemClock),
+        ));
         let upstream = Arc::new(
-            Upstream::new(&settings.base_url, pool, settings.upstream.clone(), settings.max_retries)
-                .map_err(StartupError::Client)?,
+            Upstream::new(
+                &settings.base_url,
+                pool,
+                settings.upstream.clone(),
+                settings.max_retries,
+            )
+            .map_err(StartupError::Client)?,
         );
         let background = vec![tokio::spawn(upstream.clone().run_revalidation())];
-        let state = AppState { settings: Arc::new(settings), gateway: Gateway::new(upstream) };
-        Ok(Self { listener, router: router(state), background })
+        let state = AppState {
+            settings: Arc::new(settings),
+            gateway: Gateway::new(upstream),
+        };
+        Ok(Self {
+            listener,
+            router: router(state),
+            background,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     pub fn port(&self) -> u16 {
@@ -105,8 +146,14 @@ impl Application {
 
     /// Serves until ctrl-c or SIGTERM, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { listener, router, background } = self;
-        let result = axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await;
+        let Application {
+            listener,
+            router,
+            background,
+        } = self;
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await;
         for task in background {
             task.abort();
         }
@@ -116,7 +163,11 @@ impl Application {
 
 /// A listener with a deep accept backlog: bursts of new connections must not hit SYN retries.
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;

@@ -14,13 +14,32 @@ async fn malformed_requests_get_openai_shaped_400s() {
         ("{not json", None),
         ("", None),
         (r#"{"messages": []}"#, None),
-        (r#"{"model": "gemini-2.5-flash", "messages": [{"role": "wizard", "content": "x"}]}"#, Some("messages[0].role")),
-        (r#"{"model": "gemini-2.5-flash", "messages": [], "stream": false}"#, Some("messages")),
-        (r#"{"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}"#, Some("temperature")),
-        (r#"{"model": "../secret", "messages": [{"role": "user", "content": "x"}]}"#, Some("model")),
+        (
+            r#"{"model": "gemini-2.5-flash", "messages": [{"role": "wizard", "content": "x"}]}"#,
+            Some("messages[0].role"),
+        ),
+        (
+            r#"{"model": "gemini-2.5-flash", "messages": [], "stream": false}"#,
+            Some("messages"),
+        ),
+        (
+            r#"{"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}"#,
+            Some("temperature"),
+        ),
+        (
+            r#"{"model": "../secret", "messages": [{"role": "user", "content": "x"}]}"#,
+            Some("model"),
+        ),
     ];
     for (body, param) in cases {
-        let resp = app.http.post(&url).header("content-type", "application/json").body(body).send().await.unwrap();
+        let resp = app
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 400, "{body}");
         let err: Value = resp.json().await.unwrap();
         assert_eq!(err["error"]["type"], "invalid_request_error", "{body}");
@@ -59,15 +78,33 @@ async fn tokens_are_required_when_configured() {
     assert_eq!(resp.status(), 401);
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"]["code"], "invalid_api_key");
-    let resp = app.http.post(&url).bearer_auth("tok-three").json(&chat_body("x")).send().await.unwrap();
+    let resp = app
+        .http
+        .post(&url)
+        .bearer_auth("tok-three")
+        .json(&chat_body("x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     let resp = app.http.get(app.url("/v1/models")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    let resp = app.http.post(&url).bearer_auth("tok-two").json(&chat_body("x")).send().await.unwrap();
+    let resp = app
+        .http
+        .post(&url)
+        .bearer_auth("tok-two")
+        .json(&chat_body("x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     // Gemini sees the pool key in its header, never the client's token.
     let stats = app.mock.stats();
-    assert!(stats.authorization_headers.is_empty(), "{:?}", stats.authorization_headers);
+    assert!(
+        stats.authorization_headers.is_empty(),
+        "{:?}",
+        stats.authorization_headers
+    );
     assert_eq!(stats.query_key_requests, 0);
     assert_eq!(stats.by_key.get(KEY), Some(&1));
 }
@@ -79,7 +116,15 @@ async fn keys_never_appear_in_responses() {
     let resp = app.chat(&chat_body("x")).await;
     let text = resp.text().await.unwrap();
     assert!(!text.contains(KEY), "{text}");
-    let health = app.http.get(app.url("/healthz")).send().await.unwrap().text().await.unwrap();
+    let health = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!health.contains(KEY));
     assert!(health.contains("\"available\":0"), "{health}");
 }
@@ -90,7 +135,11 @@ async fn the_binary_never_logs_keys() {
     let mock = gemini_balance::mock::MockGemini::new();
     let addr = mock.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let bad = "AIzaInvalidKeyZZZZZZZZZZZZZZZZZZZZZZZ9k";
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = std::env::temp_dir().join(format!("gb-log-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gemini-balance"))
@@ -115,7 +164,14 @@ async fn the_binary_never_logs_keys() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     for _ in 0..4 {
-        http.post(&url).json(&json!({"model": "gemini-2.5-flash", "stream": true, "messages": [{"role": "user", "content": "x"}]})).send().await.unwrap().text().await.unwrap();
+        http.post(&url)
+            .json(&json!({"model": "gemini-2.5-flash", "stream": true, "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
     }
     child.kill().unwrap();
     let mut out = String::new();
@@ -126,5 +182,8 @@ async fn the_binary_never_logs_keys() {
     assert!(ok, "server did not answer: {out}");
     assert!(out.contains("upstream attempt"), "attempts are logged: {out}");
     assert!(out.contains("AIza…x7Q"), "masked form is logged");
-    assert!(!out.contains(KEY) && !out.contains(bad), "a full key was logged:\n{out}");
+    assert!(
+        !out.contains(KEY) && !out.contains(bad),
+        "a full key was logged:\n{out}"
+    );
 }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 pub struct TestApp {
     pub base: String,
     pub mock: MockGemini,
+    pub mock_base: String,
     pub http: reqwest::Client,
 }
 
@@ -37,7 +38,12 @@ pub async fn spawn_app_with(keys: &[&str], extra: &[(&str, &str)]) -> TestApp {
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
-    TestApp { base, mock, http: reqwest::Client::new() }
+    TestApp {
+        base,
+        mock,
+        mock_base: format!("http://{mock_addr}"),
+        http: reqwest::Client::new(),
+    }
 }
 
 pub fn chat_body(text: &str) -> Value {
@@ -50,7 +56,12 @@ impl TestApp {
     }
 
     pub async fn chat(&self, body: &Value) -> reqwest::Response {
-        self.http.post(self.url("/v1/chat/completions")).json(body).send().await.unwrap()
+        self.http
+            .post(self.url("/v1/chat/completions"))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Sends a chat request and returns (status, JSON body).

@@ -2,8 +2,9 @@
 //! with a real HTTP client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod errors_auth;
+mod gemini_native;
 mod helpers;
 mod openai_chat;
 mod pool_failover;
 mod streaming;
-mod errors_auth;

@@ -31,9 +31,18 @@ async fn chat_completion_is_translated_both_ways() {
     // What Gemini received.
     let sent = app.mock.stats().last_body.unwrap();
     assert_eq!(sent["systemInstruction"], json!({"parts": [{"text": "Be terse."}]}));
-    assert_eq!(sent["contents"], json!([{"role": "user", "parts": [{"text": "Hello there friend"}]}]));
-    assert_eq!(sent["generationConfig"], json!({"temperature": 0.2, "maxOutputTokens": 100, "stopSequences": ["\n\n"]}));
-    assert_eq!(app.mock.stats().last_path.unwrap(), "models/gemini-2.5-flash:generateContent");
+    assert_eq!(
+        sent["contents"],
+        json!([{"role": "user", "parts": [{"text": "Hello there friend"}]}])
+    );
+    assert_eq!(
+        sent["generationConfig"],
+        json!({"temperature": 0.2, "maxOutputTokens": 100, "stopSequences": ["\n\n"]})
+    );
+    assert_eq!(
+        app.mock.stats().last_path.unwrap(),
+        "models/gemini-2.5-flash:generateContent"
+    );
 }
 
 #[tokio::test]
@@ -71,7 +80,12 @@ async fn models_are_listed_in_openai_shape() {
     for path in ["/v1/models", "/api/v1/models"] {
         let body: serde_json::Value = app.http.get(app.url(path)).send().await.unwrap().json().await.unwrap();
         assert_eq!(body["object"], "list");
-        let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        let ids: Vec<&str> = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
         assert!(ids.contains(&"gemini-2.5-flash"), "{ids:?}");
         assert!(ids.iter().all(|id| !id.starts_with("models/")));
         assert_eq!(body["data"][0]["object"], "model");
@@ -114,8 +128,17 @@ async fn tool_calls_come_back_as_openai_tool_calls() {
         ]}))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["choices"][0]["message"]["content"], "The tool get_weather returned {\"temp\":21}");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "The tool get_weather returned {\"temp\":21}"
+    );
     let sent = app.mock.stats().last_body.unwrap();
-    assert_eq!(sent["contents"][1]["parts"][0]["thoughtSignature"], "bW9jay1zaWduYXR1cmU=");
-    assert_eq!(sent["contents"][2]["parts"][0]["functionResponse"]["name"], "get_weather");
+    assert_eq!(
+        sent["contents"][1]["parts"][0]["thoughtSignature"],
+        "bW9jay1zaWduYXR1cmU="
+    );
+    assert_eq!(
+        sent["contents"][2]["parts"][0]["functionResponse"]["name"],
+        "get_weather"
+    );
 }

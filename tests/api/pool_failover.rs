@@ -29,7 +29,15 @@ async fn concurrent_requests_spread_evenly() {
         .map(|_| {
             let http = app.http.clone();
             let url = app.url("/v1/chat/completions");
-            tokio::spawn(async move { http.post(url).json(&chat_body("x")).send().await.unwrap().status().as_u16() })
+            tokio::spawn(async move {
+                http.post(url)
+                    .json(&chat_body("x"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
         })
         .collect();
     for t in tasks {
@@ -45,7 +53,10 @@ async fn each_failure_class_fails_over_transparently() {
     let cases = [
         Behavior::Invalid,
         Behavior::PermissionDenied,
-        Behavior::RateLimited { retry_delay_secs: 30.0, per_day: false },
+        Behavior::RateLimited {
+            retry_delay_secs: 30.0,
+            per_day: false,
+        },
         Behavior::ServerError { code: 500 },
         Behavior::ServerError { code: 503 },
         Behavior::ServerError { code: 504 },
@@ -70,11 +81,25 @@ async fn client_errors_are_not_retried_and_not_blamed() {
             .chat_json(&serde_json::json!({"model": "gemini-nope", "messages": [{"role": "user", "content": "x"}]}))
             .await;
         assert_eq!(status, 404);
-        assert!(body["error"]["message"].as_str().unwrap().contains("models/gemini-nope is not found"), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("models/gemini-nope is not found"),
+            "{body}"
+        );
         assert_eq!(body["error"]["code"], "model_not_found");
     }
     assert_eq!(app.mock.stats().total, 5, "one upstream call per request, no retries");
-    let health: serde_json::Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let health: serde_json::Value = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["keys"]["available"], 2, "400/404 never take a key out");
 }
 
@@ -93,7 +118,15 @@ async fn invalid_key_leaves_rotation_until_revalidated() {
     app.mock.set(A, Behavior::Ok);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let health: serde_json::Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+        let health: serde_json::Value = app
+            .http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if health["keys"]["available"] == 2 {
             break;
         }
@@ -128,7 +161,14 @@ async fn consecutive_failures_cool_a_key_down_then_one_trial_restores_it() {
 #[tokio::test]
 async fn rate_limited_key_waits_out_retry_delay() {
     let app = spawn_app(&[A, B]).await;
-    app.mock.set_times(A, Behavior::RateLimited { retry_delay_secs: 1.0, per_day: false }, 1);
+    app.mock.set_times(
+        A,
+        Behavior::RateLimited {
+            retry_delay_secs: 1.0,
+            per_day: false,
+        },
+        1,
+    );
     for _ in 0..5 {
         assert_eq!(app.chat_json(&chat_body("x")).await.0, 200);
     }
@@ -139,7 +179,14 @@ async fn rate_limited_key_waits_out_retry_delay() {
     }
     assert_eq!(app.mock.requests_for(A), 2, "back after the delay");
     // Per-model: another model still uses the key during a model's cooldown.
-    app.mock.set_times(A, Behavior::RateLimited { retry_delay_secs: 30.0, per_day: false }, 1);
+    app.mock.set_times(
+        A,
+        Behavior::RateLimited {
+            retry_delay_secs: 30.0,
+            per_day: false,
+        },
+        1,
+    );
     let mut other = chat_body("x");
     other["model"] = "gemini-2.5-pro".into();
     for _ in 0..4 {
@@ -176,14 +223,30 @@ async fn all_keys_dead_gives_quick_503_with_retry_after() {
     assert_eq!(body["error"]["code"], "no_key_available");
     let before = app.mock.stats().total;
     app.chat(&chat_body("x")).await;
-    assert_eq!(app.mock.stats().total, before, "no request is sent on a key known to be dead");
+    assert_eq!(
+        app.mock.stats().total,
+        before,
+        "no request is sent on a key known to be dead"
+    );
 }
 
 #[tokio::test]
 async fn all_keys_rate_limited_gives_429_with_retry_after() {
     let app = spawn_app(&[A, B]).await;
-    app.mock.set(A, Behavior::RateLimited { retry_delay_secs: 20.0, per_day: false });
-    app.mock.set(B, Behavior::RateLimited { retry_delay_secs: 40.0, per_day: false });
+    app.mock.set(
+        A,
+        Behavior::RateLimited {
+            retry_delay_secs: 20.0,
+            per_day: false,
+        },
+    );
+    app.mock.set(
+        B,
+        Behavior::RateLimited {
+            retry_delay_secs: 40.0,
+            per_day: false,
+        },
+    );
     let resp = app.chat(&chat_body("x")).await;
     assert_eq!(resp.status(), 429);
     let resp = app.chat(&chat_body("x")).await;

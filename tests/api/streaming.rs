@@ -28,11 +28,17 @@ async fn chunks_arrive_as_they_are_generated() {
     let events = read_sse(resp).await;
     let data: Vec<&str> = events.iter().map(|(d, _)| d.as_str()).collect();
     assert_eq!(*data.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
     // 6 words → 6 content chunks, then the usage chunk.
     assert_eq!(chunks.len(), 7, "{data:?}");
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
     assert_eq!(text, "Echo: one two three four five");
     assert_eq!(chunks[5]["choices"][0]["finish_reason"], "stop");
     assert!(chunks[..5].iter().all(|c| c["choices"][0]["finish_reason"].is_null()));
@@ -57,7 +63,11 @@ async fn stream_without_usage_option_has_no_usage_chunk() {
 
 #[tokio::test]
 async fn failover_before_the_first_event_is_invisible() {
-    for behavior in [Behavior::ServerError { code: 503 }, Behavior::DropMidStream { after: 0 }, Behavior::Hang] {
+    for behavior in [
+        Behavior::ServerError { code: 503 },
+        Behavior::DropMidStream { after: 0 },
+        Behavior::Hang,
+    ] {
         let app = spawn_app_with(&[A, B], &[("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", "0.3")]).await;
         app.mock.set(A, behavior.clone());
         let resp = app.chat(&stream_body("a b", false)).await;
@@ -66,7 +76,11 @@ async fn failover_before_the_first_event_is_invisible() {
         assert_eq!(events.last().unwrap().0, "[DONE]", "{behavior:?}");
         let text: String = events[..events.len() - 1]
             .iter()
-            .filter_map(|(d, _)| serde_json::from_str::<Value>(d).unwrap()["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .filter_map(|(d, _)| {
+                serde_json::from_str::<Value>(d).unwrap()["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_string)
+            })
             .collect();
         assert_eq!(text, "Echo: a b", "{behavior:?}");
     }
@@ -81,7 +95,10 @@ async fn failure_after_first_event_ends_with_error_and_no_replay() {
     let data: Vec<&str> = events.iter().map(|(d, _)| d.as_str()).collect();
     assert!(!data.contains(&"[DONE]"), "{data:?}");
     let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
-    assert!(last["error"]["message"].as_str().unwrap().contains("broke off"), "{last}");
+    assert!(
+        last["error"]["message"].as_str().unwrap().contains("broke off"),
+        "{last}"
+    );
     assert_eq!(data.len(), 3, "two chunks, then the error: {data:?}");
     assert_eq!(app.mock.requests_for(B), 0, "no replay on another key");
 }
@@ -89,7 +106,13 @@ async fn failure_after_first_event_ends_with_error_and_no_replay() {
 #[tokio::test]
 async fn stream_errors_before_commit_are_normal_error_responses() {
     let app = spawn_app(&[A]).await;
-    app.mock.set(A, Behavior::RateLimited { retry_delay_secs: 5.0, per_day: false });
+    app.mock.set(
+        A,
+        Behavior::RateLimited {
+            retry_delay_secs: 5.0,
+            per_day: false,
+        },
+    );
     let resp = app.chat(&stream_body("x", false)).await;
     assert_eq!(resp.status(), 429);
     assert!(resp.headers().get("retry-after").is_some());
@@ -109,7 +132,10 @@ async fn client_disconnect_cancels_the_upstream_stream() {
     assert!(!first.is_empty());
     drop(body);
     let state = app.mock.state().clone();
-    let cancelled = eventually(Duration::from_secs(3), || state.streams_cancelled.load(Ordering::Relaxed) == 1).await;
+    let cancelled = eventually(Duration::from_secs(3), || {
+        state.streams_cancelled.load(Ordering::Relaxed) == 1
+    })
+    .await;
     assert!(cancelled, "upstream stream was not cancelled");
     assert_eq!(state.streams_completed.load(Ordering::Relaxed), 0);
 }
@@ -120,8 +146,15 @@ async fn streamed_tool_calls_have_index_and_id() {
     let mut body = stream_body("weather [[tool:get_weather]]", false);
     body["tools"] = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
     let events = read_sse(app.chat(&body).await).await;
-    let chunks: Vec<Value> = events.iter().filter(|(d, _)| d != "[DONE]").map(|(d, _)| serde_json::from_str(d).unwrap()).collect();
-    let call = chunks.iter().find_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0).cloned()).unwrap();
+    let chunks: Vec<Value> = events
+        .iter()
+        .filter(|(d, _)| d != "[DONE]")
+        .map(|(d, _)| serde_json::from_str(d).unwrap())
+        .collect();
+    let call = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0).cloned())
+        .unwrap();
     assert_eq!(call["index"], 0);
     assert!(call["id"].as_str().unwrap().starts_with("call_"));
     assert_eq!(call["function"]["name"], "get_weather");

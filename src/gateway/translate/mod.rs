@@ -8,8 +8,8 @@ pub mod request;
 pub mod response;
 pub mod stream;
 
-use super::openai::Usage;
 use super::gemini::{FinishReason, UsageMetadata};
+use super::openai::Usage;
 use super::openai::{CompletionTokensDetails, PromptTokensDetails};
 
 /// Separates a tool-call id from the Gemini `thoughtSignature` carried inside it, so multi-turn
@@ -35,13 +35,21 @@ pub fn finish_reason(reason: FinishReason, has_tool_calls: bool) -> &'static str
 /// Maps `usageMetadata` to OpenAI usage; thought tokens count as completion tokens.
 pub fn usage(u: &UsageMetadata) -> Usage {
     let completion = u.candidates_token_count + u.thoughts_token_count;
-    let total = if u.total_token_count > 0 { u.total_token_count } else { u.prompt_token_count + completion };
+    let total = if u.total_token_count > 0 {
+        u.total_token_count
+    } else {
+        u.prompt_token_count + completion
+    };
     Usage {
         prompt_tokens: u.prompt_token_count,
         completion_tokens: completion,
         total_tokens: total,
-        prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: u.cached_content_token_count }),
-        completion_tokens_details: Some(CompletionTokensDetails { reasoning_tokens: u.thoughts_token_count }),
+        prompt_tokens_details: Some(PromptTokensDetails {
+            cached_tokens: u.cached_content_token_count,
+        }),
+        completion_tokens_details: Some(CompletionTokensDetails {
+            reasoning_tokens: u.thoughts_token_count,
+        }),
     }
 }
 
@@ -50,11 +58,16 @@ pub fn new_id(prefix: &str) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let tail: String = (0..24).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let tail: String = (0..24)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("{prefix}{tail}")
 }
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

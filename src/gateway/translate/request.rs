@@ -6,7 +6,9 @@ use serde_json::{json, Map, Value};
 
 use super::SIGNATURE_SEPARATOR;
 use crate::gateway::error::GatewayError;
-use crate::gateway::gemini::{Blob, Content, FunctionCall, FunctionResponse, GenerateContentRequest, GenerationConfig, Part};
+use crate::gateway::gemini::{
+    Blob, Content, FunctionCall, FunctionResponse, GenerateContentRequest, GenerationConfig, Part,
+};
 use crate::gateway::openai::{
     ChatCompletionRequest, ChatMessage, ContentPart, MessageContent, ResponseFormat, Role, ToolChoice,
 };
@@ -16,11 +18,16 @@ pub fn model_id(model: &str) -> Result<String, GatewayError> {
     let id = model.trim().trim_start_matches("models/");
     let ok = !id.is_empty()
         && id.len() <= 200
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
     if ok {
         Ok(id.to_string())
     } else {
-        Err(GatewayError::invalid(format!("Invalid model name {model:?}"), Some("model")))
+        Err(GatewayError::invalid(
+            format!("Invalid model name {model:?}"),
+            Some("model"),
+        ))
     }
 }
 
@@ -28,7 +35,10 @@ pub fn model_id(model: &str) -> Result<String, GatewayError> {
 pub fn to_gemini(req: &ChatCompletionRequest) -> Result<(String, GenerateContentRequest), GatewayError> {
     let model = model_id(&req.model)?;
     if req.messages.is_empty() {
-        return Err(GatewayError::invalid("'messages' must contain at least one message", Some("messages")));
+        return Err(GatewayError::invalid(
+            "'messages' must contain at least one message",
+            Some("messages"),
+        ));
     }
     let mut system_parts = Vec::new();
     let mut contents: Vec<Content> = Vec::new();
@@ -75,7 +85,11 @@ pub fn to_gemini(req: &ChatCompletionRequest) -> Result<(String, GenerateContent
                 };
                 let id = msg.tool_call_id.as_deref().map(|id| strip_signature(id).to_string());
                 let part = Part {
-                    function_response: Some(FunctionResponse { id: id.filter(|i| !i.starts_with("call_")), name, response }),
+                    function_response: Some(FunctionResponse {
+                        id: id.filter(|i| !i.starts_with("call_")),
+                        name,
+                        response,
+                    }),
                     ..Default::default()
                 };
                 push_turn(&mut contents, "user", vec![part]);
@@ -92,7 +106,10 @@ pub fn to_gemini(req: &ChatCompletionRequest) -> Result<(String, GenerateContent
 
     let mut body = GenerateContentRequest {
         contents,
-        system_instruction: (!system_parts.is_empty()).then(|| Content { role: None, parts: system_parts }),
+        system_instruction: (!system_parts.is_empty()).then(|| Content {
+            role: None,
+            parts: system_parts,
+        }),
         generation_config: None,
         ..Default::default()
     };
@@ -113,7 +130,10 @@ fn push_turn(contents: &mut Vec<Content>, role: &str, parts: Vec<Part>) {
     }
     match contents.last_mut() {
         Some(last) if last.role.as_deref() == Some(role) => last.parts.extend(parts),
-        _ => contents.push(Content { role: Some(role.to_string()), parts }),
+        _ => contents.push(Content {
+            role: Some(role.to_string()),
+            parts,
+        }),
     }
 }
 
@@ -155,7 +175,10 @@ fn content_parts(msg: &ChatMessage, param: &str) -> Result<Vec<Part>, GatewayErr
                     ContentPart::File { file } => match &file.file_data {
                         Some(data) if data.starts_with("data:") => data_url_part(data, &param),
                         Some(data) => Ok(Part {
-                            inline_data: Some(Blob { mime_type: guess_mime(file.filename.as_deref()), data: data.clone() }),
+                            inline_data: Some(Blob {
+                                mime_type: guess_mime(file.filename.as_deref()),
+                                data: data.clone(),
+                            }),
                             ..Default::default()
                         }),
                         None => Err(GatewayError::invalid(
@@ -170,7 +193,9 @@ fn content_parts(msg: &ChatMessage, param: &str) -> Result<Vec<Part>, GatewayErr
 }
 
 fn guess_mime(filename: Option<&str>) -> String {
-    let ext = filename.and_then(|f| f.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase());
+    let ext = filename
+        .and_then(|f| f.rsplit_once('.'))
+        .map(|(_, e)| e.to_ascii_lowercase());
     match ext.as_deref() {
         Some("png") => "image/png",
         Some("jpg" | "jpeg") => "image/jpeg",
@@ -185,14 +210,24 @@ fn data_url_part(url: &str, param: &str) -> Result<Part, GatewayError> {
     if let Some(rest) = url.strip_prefix("data:") {
         if let Some((meta, data)) = rest.split_once(',') {
             if let Some(mime) = meta.strip_suffix(";base64") {
-                let mime = if mime.is_empty() { "application/octet-stream" } else { mime };
+                let mime = if mime.is_empty() {
+                    "application/octet-stream"
+                } else {
+                    mime
+                };
                 return Ok(Part {
-                    inline_data: Some(Blob { mime_type: mime.to_string(), data: data.to_string() }),
+                    inline_data: Some(Blob {
+                        mime_type: mime.to_string(),
+                        data: data.to_string(),
+                    }),
                     ..Default::default()
                 });
             }
         }
-        return Err(GatewayError::invalid("data URLs must be base64-encoded (data:<mime>;base64,<data>)", Some(param)));
+        return Err(GatewayError::invalid(
+            "data URLs must be base64-encoded (data:<mime>;base64,<data>)",
+            Some(param),
+        ));
     }
     Err(GatewayError::invalid(
         "only data URLs (data:<mime>;base64,...) are supported for images and files",
@@ -283,7 +318,10 @@ fn apply_tools(req: &ChatCompletionRequest, body: &mut GenerateContentRequest) -
     for (i, tool) in req.tools.iter().flatten().enumerate() {
         let Some(f) = tool.function.as_ref().filter(|_| tool.kind == "function") else {
             return Err(GatewayError::invalid(
-                format!("unsupported tool type {:?}; only \"function\" tools are supported", tool.kind),
+                format!(
+                    "unsupported tool type {:?}; only \"function\" tools are supported",
+                    tool.kind
+                ),
                 Some(&format!("tools[{i}].type")),
             ));
         };
@@ -293,7 +331,10 @@ fn apply_tools(req: &ChatCompletionRequest, body: &mut GenerateContentRequest) -
             decl.insert("description".into(), Value::String(d.clone()));
         }
         let has_params = f.parameters.as_ref().is_some_and(|p| {
-            p.get("properties").and_then(Value::as_object).is_some_and(|m| !m.is_empty()) || p.get("$ref").is_some()
+            p.get("properties")
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
+                || p.get("$ref").is_some()
         });
         if let (true, Some(p)) = (has_params, &f.parameters) {
             decl.insert("parametersJsonSchema".into(), p.clone());
@@ -346,7 +387,9 @@ fn apply_passthrough(req: &ChatCompletionRequest, body: &mut GenerateContentRequ
                     Value::Array(items) => items,
                     other => vec![other],
                 };
-                body.tools.get_or_insert_with(Vec::new).extend(extra.into_iter().map(camel_keys));
+                body.tools
+                    .get_or_insert_with(Vec::new)
+                    .extend(extra.into_iter().map(camel_keys));
             }
             "toolConfig" => body.tool_config = Some(camel_keys(value)),
             "generationConfig" => {
@@ -361,7 +404,17 @@ fn apply_passthrough(req: &ChatCompletionRequest, body: &mut GenerateContentRequ
             }
         }
     }
-    let known: Vec<&str> = req.extra.keys().map(String::as_str).filter(|k| !matches!(*k, "google" | "thinking_config" | "thinkingConfig" | "safety_settings" | "safetySettings")).collect();
+    let known: Vec<&str> = req
+        .extra
+        .keys()
+        .map(String::as_str)
+        .filter(|k| {
+            !matches!(
+                *k,
+                "google" | "thinking_config" | "thinkingConfig" | "safety_settings" | "safetySettings"
+            )
+        })
+        .collect();
     if !known.is_empty() {
         tracing::debug!(fields = ?known, "ignoring unknown chat-completions fields");
     }
@@ -389,7 +442,11 @@ fn camel_keys(v: Value) -> Value {
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {
-                    let v = if k.contains("schema") || k.contains("Schema") { v } else { camel_keys(v) };
+                    let v = if k.contains("schema") || k.contains("Schema") {
+                        v
+                    } else {
+                        camel_keys(v)
+                    };
                     (camel(&k), v)
                 })
                 .collect(),
@@ -466,7 +523,10 @@ mod tests {
     fn empty_and_system_only_conversations_are_rejected() {
         let e = to_gemini(&req(json!({"model": "m", "messages": []}))).unwrap_err();
         assert_eq!(e.status(), 400);
-        let e = to_gemini(&req(json!({"model": "m", "messages": [{"role": "system", "content": "s"}]}))).unwrap_err();
+        let e = to_gemini(&req(
+            json!({"model": "m", "messages": [{"role": "system", "content": "s"}]}),
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("user or assistant"));
     }
 
@@ -476,7 +536,10 @@ mod tests {
             {"type": "text", "text": "What is this?"},
             {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
         ]}]}));
-        assert_eq!(out["contents"][0]["parts"][1], json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}));
+        assert_eq!(
+            out["contents"][0]["parts"][1],
+            json!({"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}})
+        );
         let e = to_gemini(&req(json!({"model": "m", "messages": [{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "ftp://x/y.png"}}]}]})))
         .unwrap_err();
@@ -497,29 +560,52 @@ mod tests {
         "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "additionalProperties": false}}},
                   {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}],
         "tool_choice": "required"}));
-        assert_eq!(out["contents"][1]["parts"][0], json!({"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2lnbmF0dXJl"}));
-        assert_eq!(out["contents"][1]["parts"][1], json!({"functionCall": {"name": "get_time", "args": {}}}));
-        assert_eq!(out["contents"][2], json!({"role": "user", "parts": [
-            {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}},
-            {"functionResponse": {"name": "get_time", "response": {"result": "noon"}}}
-        ]}));
+        assert_eq!(
+            out["contents"][1]["parts"][0],
+            json!({"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "c2lnbmF0dXJl"})
+        );
+        assert_eq!(
+            out["contents"][1]["parts"][1],
+            json!({"functionCall": {"name": "get_time", "args": {}}})
+        );
+        assert_eq!(
+            out["contents"][2],
+            json!({"role": "user", "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}},
+                {"functionResponse": {"name": "get_time", "response": {"result": "noon"}}}
+            ]})
+        );
         assert_eq!(out["tools"][0]["functionDeclarations"][1], json!({"name": "get_time"}));
-        assert_eq!(out["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"]["additionalProperties"], json!(false));
+        assert_eq!(
+            out["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"]["additionalProperties"],
+            json!(false)
+        );
         assert_eq!(out["toolConfig"], json!({"functionCallingConfig": {"mode": "ANY"}}));
     }
 
     #[test]
     fn json_modes_and_reasoning_and_passthrough() {
-        let out = translate(json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}],
+        let out = translate(
+            json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}],
             "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}, "strict": true}},
             "reasoning_effort": "low",
-            "google": {"safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}], "tools": [{"google_search": {}}]}}));
+            "google": {"safety_settings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}], "tools": [{"google_search": {}}]}}),
+        );
         assert_eq!(out["generationConfig"]["responseMimeType"], "application/json");
-        assert_eq!(out["generationConfig"]["responseJsonSchema"]["properties"]["a"]["type"], "integer");
-        assert_eq!(out["generationConfig"]["thinkingConfig"], json!({"thinkingBudget": 1024}));
+        assert_eq!(
+            out["generationConfig"]["responseJsonSchema"]["properties"]["a"]["type"],
+            "integer"
+        );
+        assert_eq!(
+            out["generationConfig"]["thinkingConfig"],
+            json!({"thinkingBudget": 1024})
+        );
         assert_eq!(out["safetySettings"][0]["threshold"], "BLOCK_NONE");
         assert_eq!(out["tools"], json!([{"googleSearch": {}}]));
-        let e = to_gemini(&req(json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}))).unwrap_err();
+        let e = to_gemini(&req(
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}),
+        ))
+        .unwrap_err();
         assert_eq!(e.to_openai().error.param.as_deref(), Some("reasoning_effort"));
     }
 }

@@ -26,10 +26,17 @@ pub fn translate_parts(parts: &[Part]) -> Translated {
             out.tool_calls.push(ToolCall {
                 id,
                 kind: "function".into(),
-                function: FunctionCallOut { name: call.name.clone(), arguments: call.args.to_string() },
+                function: FunctionCallOut {
+                    name: call.name.clone(),
+                    arguments: call.args.to_string(),
+                },
             });
         } else if let Some(text) = &part.text {
-            let target = if part.is_thought() { &mut out.reasoning } else { &mut out.content };
+            let target = if part.is_thought() {
+                &mut out.reasoning
+            } else {
+                &mut out.content
+            };
             target.get_or_insert_with(String::new).push_str(text);
         } else if let Some(blob) = &part.inline_data {
             let md = if blob.mime_type.starts_with("image/") {
@@ -46,20 +53,33 @@ pub fn translate_parts(parts: &[Part]) -> Translated {
 fn blocked_message(resp: &GenerateContentResponse) -> Option<String> {
     let feedback = resp.prompt_feedback.as_ref()?;
     let reason = feedback.block_reason.as_deref()?;
-    let detail = feedback.block_reason_message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-    Some(format!("The prompt was blocked by Gemini's safety filters (blockReason {reason}){detail}"))
+    let detail = feedback
+        .block_reason_message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    Some(format!(
+        "The prompt was blocked by Gemini's safety filters (blockReason {reason}){detail}"
+    ))
 }
 
 /// Whether a response carries nothing a client could use (no candidate has any part).
 pub fn is_empty(resp: &GenerateContentResponse) -> bool {
     blocked_message(resp).is_none()
-        && resp.candidates.iter().all(|c| c.content.as_ref().is_none_or(|c| c.parts.is_empty()) && c.finish_reason.is_none())
+        && resp
+            .candidates
+            .iter()
+            .all(|c| c.content.as_ref().is_none_or(|c| c.parts.is_empty()) && c.finish_reason.is_none())
 }
 
 fn choice(position: usize, c: &Candidate) -> Choice {
     let t = translate_parts(c.content.as_ref().map(|c| c.parts.as_slice()).unwrap_or_default());
     let reason = c.finish_reason.map(|r| finish_reason(r, !t.tool_calls.is_empty()));
-    let reason = reason.or(if t.tool_calls.is_empty() { Some("stop") } else { Some("tool_calls") });
+    let reason = reason.or(if t.tool_calls.is_empty() {
+        Some("stop")
+    } else {
+        Some("tool_calls")
+    });
     Choice {
         index: c.index.unwrap_or(position as u32),
         message: AssistantMessage {
@@ -82,7 +102,10 @@ pub fn to_openai(resp: &GenerateContentResponse, model: &str, created: u64) -> R
         }
     }
     Ok(ChatCompletion {
-        id: resp.response_id.as_ref().map_or_else(|| new_id("chatcmpl-"), |id| format!("chatcmpl-{id}")),
+        id: resp
+            .response_id
+            .as_ref()
+            .map_or_else(|| new_id("chatcmpl-"), |id| format!("chatcmpl-{id}")),
         object: "chat.completion",
         created,
         model: model.to_string(),
@@ -111,7 +134,10 @@ mod tests {
         }));
         assert_eq!(out["id"], "chatcmpl-abc");
         assert_eq!(out["object"], "chat.completion");
-        assert_eq!(out["choices"][0]["message"], json!({"role": "assistant", "content": "Hello world", "refusal": null}));
+        assert_eq!(
+            out["choices"][0]["message"],
+            json!({"role": "assistant", "content": "Hello world", "refusal": null})
+        );
         assert_eq!(out["choices"][0]["finish_reason"], "stop");
         assert_eq!(out["usage"]["prompt_tokens"], 4);
         assert_eq!(out["usage"]["completion_tokens"], 5);
@@ -121,9 +147,17 @@ mod tests {
 
     #[test]
     fn finish_reasons_map() {
-        for (gemini, openai) in [("STOP", "stop"), ("MAX_TOKENS", "length"), ("SAFETY", "content_filter"),
-            ("RECITATION", "content_filter"), ("PROHIBITED_CONTENT", "content_filter"), ("OTHER", "stop"), ("NEW_THING", "stop")] {
-            let out = translate(json!({"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": gemini}]}));
+        for (gemini, openai) in [
+            ("STOP", "stop"),
+            ("MAX_TOKENS", "length"),
+            ("SAFETY", "content_filter"),
+            ("RECITATION", "content_filter"),
+            ("PROHIBITED_CONTENT", "content_filter"),
+            ("OTHER", "stop"),
+            ("NEW_THING", "stop"),
+        ] {
+            let out =
+                translate(json!({"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": gemini}]}));
             assert_eq!(out["choices"][0]["finish_reason"], openai, "{gemini}");
         }
     }
@@ -138,7 +172,10 @@ mod tests {
         let m = &out["choices"][0]["message"];
         assert_eq!(m["content"], "Calling.");
         assert_eq!(m["reasoning_content"], "Let me think");
-        assert_eq!(m["tool_calls"][0]["function"], json!({"name": "f", "arguments": "{\"a\":1}"}));
+        assert_eq!(
+            m["tool_calls"][0]["function"],
+            json!({"name": "f", "arguments": "{\"a\":1}"})
+        );
         assert!(m["tool_calls"][0]["id"].as_str().unwrap().ends_with(".U0lH"));
         assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(out["choices"][1]["index"], 1);
@@ -147,19 +184,27 @@ mod tests {
 
     #[test]
     fn blocked_prompt_is_an_error_not_an_empty_success() {
-        let resp: GenerateContentResponse =
-            serde_json::from_value(json!({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}})).unwrap();
+        let resp: GenerateContentResponse = serde_json::from_value(
+            json!({"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": {"promptTokenCount": 3}}),
+        )
+        .unwrap();
         let e = to_openai(&resp, "m", 0).unwrap_err();
         assert_eq!(e.status(), 400);
         assert_eq!(e.to_openai().error.code.as_deref(), Some("content_filter"));
         assert!(!is_empty(&resp));
-        let empty: GenerateContentResponse = serde_json::from_value(json!({"candidates": [{"content": {"parts": []}}]})).unwrap();
+        let empty: GenerateContentResponse =
+            serde_json::from_value(json!({"candidates": [{"content": {"parts": []}}]})).unwrap();
         assert!(is_empty(&empty));
     }
 
     #[test]
     fn inline_images_become_markdown() {
-        let out = translate(json!({"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": "QUJD"}}]}, "finishReason": "STOP"}]}));
-        assert_eq!(out["choices"][0]["message"]["content"], "![image](data:image/png;base64,QUJD)");
+        let out = translate(
+            json!({"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": "QUJD"}}]}, "finishReason": "STOP"}]}),
+        );
+        assert_eq!(
+            out["choices"][0]["message"]["content"],
+            "![image](data:image/png;base64,QUJD)"
+        );
     }
 }

@@ -20,7 +20,16 @@ pub struct StreamTranslator {
 
 impl StreamTranslator {
     pub fn new(id: String, model: String, created: u64, include_usage: bool) -> Self {
-        Self { id, model, created, include_usage, role_sent: Vec::new(), tool_calls: Vec::new(), finished: Vec::new(), usage: None }
+        Self {
+            id,
+            model,
+            created,
+            include_usage,
+            role_sent: Vec::new(),
+            tool_calls: Vec::new(),
+            finished: Vec::new(),
+            usage: None,
+        }
     }
 
     fn chunk(&self, choices: Vec<ChunkChoice>, usage: Option<Usage>) -> ChatCompletionChunk {
@@ -46,13 +55,22 @@ impl StreamTranslator {
         }
         let mut choices = Vec::new();
         if event.candidates.is_empty() {
-            if event.prompt_feedback.as_ref().and_then(|f| f.block_reason.as_ref()).is_some() {
+            if event
+                .prompt_feedback
+                .as_ref()
+                .and_then(|f| f.block_reason.as_ref())
+                .is_some()
+            {
                 // The prompt itself was blocked: end the (single) choice with content_filter.
                 self.role_sent.push(0);
                 self.finished.push(0);
                 choices.push(ChunkChoice {
                     index: 0,
-                    delta: Delta { role: Some("assistant"), content: Some(String::new()), ..Default::default() },
+                    delta: Delta {
+                        role: Some("assistant"),
+                        content: Some(String::new()),
+                        ..Default::default()
+                    },
                     finish_reason: Some("content_filter"),
                     logprobs: None,
                 });
@@ -62,7 +80,11 @@ impl StreamTranslator {
             let index = c.index.unwrap_or(pos as u32);
             let parts = c.content.as_ref().map(|c| c.parts.as_slice()).unwrap_or_default();
             let t = translate_parts(parts);
-            let mut delta = Delta { content: t.content, reasoning_content: t.reasoning, ..Default::default() };
+            let mut delta = Delta {
+                content: t.content,
+                reasoning_content: t.reasoning,
+                ..Default::default()
+            };
             if !self.role_sent.contains(&index) {
                 self.role_sent.push(index);
                 delta.role = Some("assistant");
@@ -81,7 +103,12 @@ impl StreamTranslator {
                 };
                 let mut deltas = Vec::with_capacity(t.tool_calls.len());
                 for call in t.tool_calls {
-                    deltas.push(ToolCallDelta { index: *counter, id: call.id, kind: "function", function: call.function });
+                    deltas.push(ToolCallDelta {
+                        index: *counter,
+                        id: call.id,
+                        kind: "function",
+                        function: call.function,
+                    });
                     *counter += 1;
                 }
                 delta.tool_calls = Some(deltas);
@@ -98,14 +125,20 @@ impl StreamTranslator {
             if empty && reason.is_none() {
                 continue;
             }
-            choices.push(ChunkChoice { index, delta, finish_reason: reason, logprobs: None });
+            choices.push(ChunkChoice {
+                index,
+                delta,
+                finish_reason: reason,
+                logprobs: None,
+            });
         }
         (!choices.is_empty()).then(|| self.chunk(choices, None))
     }
 
     /// The usage chunk (`choices: []`) to send before `[DONE]`, when the client asked for it.
     pub fn usage_chunk(&self) -> Option<ChatCompletionChunk> {
-        self.include_usage.then(|| self.chunk(Vec::new(), Some(self.usage.unwrap_or_default())))
+        self.include_usage
+            .then(|| self.chunk(Vec::new(), Some(self.usage.unwrap_or_default())))
     }
 }
 
@@ -125,12 +158,16 @@ mod tests {
     #[test]
     fn first_chunk_has_role_last_has_finish_reason_then_usage() {
         let mut t = StreamTranslator::new("chatcmpl-1".into(), "m".into(), 5, true);
-        let a = out(t.on_event(&ev(json!({"candidates": [{"content": {"parts": [{"text": "Hel"}], "role": "model"}, "index": 0}]}))));
+        let a = out(t.on_event(&ev(
+            json!({"candidates": [{"content": {"parts": [{"text": "Hel"}], "role": "model"}, "index": 0}]}),
+        )));
         assert_eq!(a["object"], "chat.completion.chunk");
         assert_eq!(a["choices"][0]["delta"], json!({"role": "assistant", "content": "Hel"}));
         assert_eq!(a["choices"][0]["finish_reason"], Value::Null);
-        let b = out(t.on_event(&ev(json!({"candidates": [{"content": {"parts": [{"text": "lo"}]}, "finishReason": "MAX_TOKENS", "index": 0}],
-            "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 2, "totalTokenCount": 4}}))));
+        let b = out(t.on_event(&ev(
+            json!({"candidates": [{"content": {"parts": [{"text": "lo"}]}, "finishReason": "MAX_TOKENS", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 2, "candidatesTokenCount": 2, "totalTokenCount": 4}}),
+        )));
         assert_eq!(b["choices"][0]["delta"], json!({"content": "lo"}));
         assert_eq!(b["choices"][0]["finish_reason"], "length");
         assert!(t.is_finished());
@@ -142,12 +179,20 @@ mod tests {
     #[test]
     fn streamed_tool_calls_carry_index_and_id() {
         let mut t = StreamTranslator::new("c".into(), "m".into(), 0, false);
-        let a = out(t.on_event(&ev(json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "a", "args": {}}}]}}]}))));
+        let a = out(t.on_event(&ev(
+            json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "a", "args": {}}}]}}]}),
+        )));
         let b = out(t.on_event(&ev(json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "b", "args": {"x": 1}}}]}, "finishReason": "STOP"}]}))));
         assert_eq!(a["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
-        assert!(a["choices"][0]["delta"]["tool_calls"][0]["id"].as_str().unwrap().starts_with("call_"));
+        assert!(a["choices"][0]["delta"]["tool_calls"][0]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("call_"));
         assert_eq!(b["choices"][0]["delta"]["tool_calls"][0]["index"], 1);
-        assert_eq!(b["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"], "{\"x\":1}");
+        assert_eq!(
+            b["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
+            "{\"x\":1}"
+        );
         assert_eq!(b["choices"][0]["finish_reason"], "tool_calls");
         assert!(t.usage_chunk().is_none());
     }
@@ -165,7 +210,12 @@ mod tests {
     #[test]
     fn thoughts_stream_as_reasoning_content() {
         let mut t = StreamTranslator::new("c".into(), "m".into(), 0, false);
-        let a = out(t.on_event(&ev(json!({"candidates": [{"content": {"parts": [{"text": "hmm", "thought": true}]}}]}))));
-        assert_eq!(a["choices"][0]["delta"], json!({"role": "assistant", "reasoning_content": "hmm"}));
+        let a = out(t.on_event(&ev(
+            json!({"candidates": [{"content": {"parts": [{"text": "hmm", "thought": true}]}}]}),
+        )));
+        assert_eq!(
+            a["choices"][0]["delta"],
+            json!({"role": "assistant", "reasoning_content": "hmm"})
+        );
     }
 }

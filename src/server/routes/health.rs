@@ -8,7 +8,10 @@ use crate::server::AppState;
 
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let keys = state.gateway.upstream().pool().status();
-    let available = keys.iter().filter(|k| k.state == "active" || k.state == "half_open").count();
+    let available = keys
+        .iter()
+        .filter(|k| k.state == "active" || k.state == "half_open")
+        .count();
     Json(json!({
         "status": if available > 0 { "ok" } else { "degraded" },
         "keys": { "total": keys.len(), "available": available },

@@ -1,4 +1,5 @@
 //! Route handlers, one file per route family. Handlers stay thin: parse, call the gateway, render.
 
+pub mod gemini;
 pub mod health;
 pub mod openai;

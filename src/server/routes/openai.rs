@@ -32,10 +32,14 @@ pub async fn chat_completions(
             StreamItem::Done => Event::default().data("[DONE]"),
         })
     });
-    let mut resp = Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response();
+    let mut resp = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
     // Ask reverse proxies (nginx) not to buffer the stream.
-    resp.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(resp)
 }
 
@@ -43,10 +47,21 @@ pub async fn list_models(State(state): State<AppState>) -> Result<Response, ApiE
     Ok(Json(state.gateway.models().await?).into_response())
 }
 
+/// `GET /v1/models/{id}`: one model in OpenAI's shape.
+pub async fn get_model(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.gateway.model(&id).await?).into_response())
+}
+
 pub async fn not_found(method: Method, uri: Uri) -> Response {
     openai_error(
         StatusCode::NOT_FOUND,
-        format!("Unknown request URL: {method} {}. Please check the URL for typos.", uri.path()),
+        format!(
+            "Unknown request URL: {method} {}. Please check the URL for typos.",
+            uri.path()
+        ),
         "invalid_request_error",
         Some("unknown_url"),
     )

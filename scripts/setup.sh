@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything building and testing need, skipping what is already there:
+# the wasm target, cargo-leptos 0.3.10 + wasm-bindgen 0.2.130 (prebuilt cache when available,
+# else `cargo install`), wasm-opt from npm's binaryen 132, cargo-nextest.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+rustup target add wasm32-unknown-unknown >/dev/null
+
+have() { [ "$("$1" --version 2>/dev/null | head -1)" = "$2" ]; }
+if ! have cargo-leptos "cargo-leptos 0.3.10" || ! have wasm-bindgen "wasm-bindgen 0.2.130"; then
+  for cache in "$ROOT/../shared/tools/install-cached" "$ROOT/../../shared/tools/install-cached"; do
+    if [ -x "$cache" ] || [ -f "$cache" ]; then bash "$cache" || true; break; fi
+  done
+fi
+if ! have cargo-leptos "cargo-leptos 0.3.10"; then
+  echo "setup: building cargo-leptos 0.3.10 from crates.io (slow: ~35 min on 2 cores)"
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 cargo install --locked cargo-leptos@0.3.10
+fi
+if ! have wasm-bindgen "wasm-bindgen 0.2.130"; then
+  cargo install wasm-bindgen-cli@0.2.130
+fi
+if [ ! -x "$ROOT/.tools/node_modules/.bin/wasm-opt" ]; then
+  mkdir -p "$ROOT/.tools"
+  (cd "$ROOT/.tools" && [ -f package.json ] || echo '{"private":true}' > package.json)
+  (cd "$ROOT/.tools" && npm install --no-audit --no-fund --loglevel=error binaryen@132.0.0)
+fi
+if ! command -v cargo-nextest >/dev/null; then
+  cargo install --locked cargo-nextest
+fi
+echo "setup: toolchain ready"

@@ -1,0 +1,237 @@
+//! Gemini-native routes (`/v1beta/models…`, also under `/gemini/…`, and `POST /v1/models/…:action`):
+//! requests and answers pass through byte for byte, with a pool key instead of the client's token.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::gateway::error::GatewayError;
+use crate::gateway::service::{NativeCall, NATIVE_ACTIONS};
+use crate::gateway::translate::request::model_id;
+use crate::server::auth::is_allowed;
+use crate::server::error::GoogleError;
+use crate::server::AppState;
+
+/// The gateway token as Google's SDKs send a key: `x-goog-api-key`, `?key=`, or a bearer token.
+fn client_token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
+    headers
+        .get("x-goog-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| query.get("key").map(String::as_str))
+        .or_else(|| {
+            let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+}
+
+fn google_status(code: StatusCode, status: &str, message: &str) -> Response {
+    let body = crate::gateway::gemini::ErrorBody::new(code.as_u16(), status, message);
+    (code, axum::Json(body)).into_response()
+}
+
+fn check_auth(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<(), Response> {
+    if is_allowed(state, client_token(headers, query)) {
+        Ok(())
+    } else {
+        Err(google_status(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "Missing or invalid gateway token: send it as the API key (x-goog-api-key header or ?key=).",
+        ))
+    }
+}
+
+/// The client's query minus what the gateway decides itself (`key`, `alt`).
+fn forwarded_query(query: &HashMap<String, String>) -> Vec<(String, String)> {
+    let mut q: Vec<(String, String)> = query
+        .iter()
+        .filter(|(k, _)| *k != "key" && *k != "alt")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    q.sort();
+    q
+}
+
+/// `v1beta` unless the client used Google's `v1` paths.
+fn api_version(path: &str) -> String {
+    if path.contains("/v1beta/") || path.ends_with("/v1beta") {
+        "v1beta"
+    } else {
+        "v1"
+    }
+    .to_string()
+}
+
+fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json; charset=UTF-8")], body).into_response()
+}
+
+pub async fn list_models(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(resp) = check_auth(&state, &headers, &query) {
+        return resp;
+    }
+    let version = api_version(uri.path());
+    let call = NativeCall {
+        version,
+        model: None,
+        action: None,
+        query: forwarded_query(&query),
+        body: None,
+    };
+    match state.gateway.native(&call).await {
+        Ok(body) => json_response(body),
+        Err(e) => GoogleError(e).into_response(),
+    }
+}
+
+/// `GET models/{model}`.
+pub async fn get_model(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(resp) = check_auth(&state, &headers, &query) {
+        return resp;
+    }
+    let version = api_version(uri.path());
+    let model = match model_id(&name) {
+        Ok(m) => m,
+        Err(e) => return GoogleError(e).into_response(),
+    };
+    let call = NativeCall {
+        version,
+        model: Some(model),
+        action: None,
+        query: forwarded_query(&query),
+        body: None,
+    };
+    match state.gateway.native(&call).await {
+        Ok(body) => json_response(body),
+        Err(e) => GoogleError(e).into_response(),
+    }
+}
+
+/// `POST models/{model}:{action}`.
+pub async fn model_action(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(resp) = check_auth(&state, &headers, &query) {
+        return resp;
+    }
+    let version = api_version(uri.path());
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return GoogleError(GatewayError::PayloadTooLarge {
+                message: "The request body is larger than MAX_BODY_BYTES allows".into(),
+            })
+            .into_response()
+        }
+        Err(r) => {
+            return GoogleError(GatewayError::invalid(
+                format!("Could not read the request body: {r}"),
+                None,
+            ))
+            .into_response()
+        }
+    };
+    let Some((model, action)) = name.split_once(':') else {
+        return google_status(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &format!("Unknown method models/{name}; expected models/{{model}}:{{action}}"),
+        );
+    };
+    if !NATIVE_ACTIONS.contains(&action) {
+        return google_status(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &format!("Method {action} is not supported by the gateway"),
+        );
+    }
+    let model = match model_id(model) {
+        Ok(m) => m,
+        Err(e) => return GoogleError(e).into_response(),
+    };
+    let stream = action == "streamGenerateContent";
+    let sse = query.get("alt").is_some_and(|a| a == "sse");
+    let call = NativeCall {
+        version,
+        model: Some(model),
+        action: Some(action.to_string()),
+        query: forwarded_query(&query),
+        body: Some(body),
+    };
+    if !stream {
+        return match state.gateway.native(&call).await {
+            Ok(body) => json_response(body),
+            Err(e) => GoogleError(e).into_response(),
+        };
+    }
+    let events = match state.gateway.native_stream(&call).await {
+        Ok(events) => events,
+        Err(e) => return GoogleError(e).into_response(),
+    };
+    // Events pass through unchanged; only the framing follows what the client asked for: SSE, or
+    // Google's streamed JSON array when `alt=sse` is absent.
+    let mut first = true;
+    let framed = events
+        .map(move |item| {
+            let frame = match item {
+                Ok(data) if sse => [b"data: ".as_slice(), &data, b"\r\n\r\n"].concat(),
+                Ok(data) => {
+                    let sep: &[u8] = if first { b"[" } else { b",\r\n" };
+                    first = false;
+                    [sep, &data].concat()
+                }
+                Err(message) => {
+                    let err = serde_json::json!({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}})
+                        .to_string();
+                    if sse {
+                        format!("data: {err}\r\n\r\n").into_bytes()
+                    } else {
+                        format!(",\r\n{err}").into_bytes()
+                    }
+                }
+            };
+            Ok::<_, Infallible>(Bytes::from(frame))
+        })
+        .chain(futures::stream::once(async move {
+            Ok::<_, Infallible>(if sse { Bytes::new() } else { Bytes::from_static(b"]") })
+        }));
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/json; charset=UTF-8"
+    };
+    let mut resp = Response::new(Body::from_stream(framed));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+pub async fn not_found() -> Response {
+    google_status(StatusCode::NOT_FOUND, "NOT_FOUND", "Unknown Gemini API route.")
+}

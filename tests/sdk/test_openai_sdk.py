@@ -1,0 +1,138 @@
+"""The official OpenAI Python SDK against the gateway (release binary) and the mock Gemini."""
+
+import json
+import os
+
+import openai
+import pytest
+
+URL = os.environ["GATEWAY_URL"]
+TOKEN = os.environ["GATEWAY_TOKEN"]
+MODEL = "gemini-2.5-flash"
+
+
+@pytest.fixture
+def client():
+    return openai.OpenAI(base_url=f"{URL}/v1", api_key=TOKEN, max_retries=0)
+
+
+def test_chat_completion(client):
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello sdk"}],
+        temperature=0.1,
+    )
+    assert r.choices[0].message.content == "Echo: hello sdk"
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_api_v1_prefix(client):
+    c = openai.OpenAI(base_url=f"{URL}/api/v1", api_key=TOKEN, max_retries=0)
+    r = c.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
+    assert r.choices[0].message.content == "Echo: x"
+
+
+def test_failing_keys_are_invisible(client):
+    # One of the three pool keys is invalid; no request may fail because of it.
+    for i in range(9):
+        r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": f"n{i}"}])
+        assert r.choices[0].message.content == f"Echo: n{i}"
+
+
+def test_streaming_with_usage(client):
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "one two three"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    text, finish, usage = "", None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            text += choice.delta.content or ""
+            finish = choice.finish_reason or finish
+    assert text == "Echo: one two three"
+    assert finish == "stop"
+    assert usage is not None and usage.completion_tokens == 4
+
+
+def test_max_tokens_gives_length(client):
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "a b c d e"}], max_tokens=2
+    )
+    assert r.choices[0].finish_reason == "length"
+
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        },
+    }
+]
+
+
+def test_tool_calling_loop(client):
+    messages = [{"role": "user", "content": "Weather in Paris? [[tool:get_weather]]"}]
+    r = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS, tool_choice="auto")
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temp_c": 21})})
+    r = client.chat.completions.create(model=MODEL, messages=messages, tools=TOOLS)
+    assert r.choices[0].message.content == 'The tool get_weather returned {"temp_c":21}'
+    assert r.choices[0].finish_reason == "stop"
+
+
+def test_streamed_tool_calls_reassemble(client):
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "x [[tool:get_weather]]"}],
+        tools=TOOLS,
+        stream=True,
+    )
+    calls, finish = {}, None
+    for chunk in stream:
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            for tc in choice.delta.tool_calls or []:
+                entry = calls.setdefault(tc.index, {"id": tc.id, "name": "", "args": ""})
+                entry["name"] += tc.function.name or ""
+                entry["args"] += tc.function.arguments or ""
+    assert finish == "tool_calls"
+    assert calls[0]["name"] == "get_weather"
+    assert json.loads(calls[0]["args"]) == {"city": "Paris"}
+    assert calls[0]["id"]
+
+
+def test_models_list(client):
+    ids = [m.id for m in client.models.list()]
+    assert MODEL in ids
+
+
+def test_errors_raise_the_usual_exceptions(client):
+    bad = openai.OpenAI(base_url=f"{URL}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="gemini-unknown", messages=[{"role": "user", "content": "x"}])
+    assert "not found" in str(e.value)
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=[])
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "[[block]]"}])
+    assert e.value.code == "content_filter"
