@@ -86,6 +86,17 @@ impl Gateway {
         Ok(translate_stream(events, translator))
     }
 
+    /// OpenAI embeddings through `batchEmbedContents`.
+    pub async fn embeddings(
+        &self,
+        req: &translate::embeddings::EmbeddingRequest,
+    ) -> Result<translate::embeddings::EmbeddingResponse, GatewayError> {
+        let (model, texts, body) = translate::embeddings::to_gemini(req)?;
+        let call = Call::post(generate_path(&model, "batchEmbedContents"), &model, json_bytes(&body)?);
+        let answer = self.upstream.send(&call).await?;
+        translate::embeddings::to_openai(&answer.body, req, &texts)
+    }
+
     /// One model in OpenAI's shape.
     pub async fn model(&self, id: &str) -> Result<ModelObject, GatewayError> {
         let id = request::model_id(id)?;

@@ -37,6 +37,7 @@ fn openai_api(state: &AppState) -> Router<AppState> {
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_bearer);
     Router::new()
         .route("/chat/completions", post(openai::chat_completions).layer(auth.clone()))
+        .route("/embeddings", post(openai::embeddings).layer(auth.clone()))
         .route("/models", get(openai::list_models).layer(auth.clone()))
         // GET is OpenAI's "retrieve model"; POST `{model}:{action}` is Google's v1 API (own auth).
         .route(

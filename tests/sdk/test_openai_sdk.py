@@ -136,3 +136,34 @@ def test_errors_raise_the_usual_exceptions(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "[[block]]"}])
     assert e.value.code == "content_filter"
+
+
+def test_embeddings(client):
+    r = client.embeddings.create(model="gemini-embedding-001", input=["hello", "world"], dimensions=5)
+    assert len(r.data) == 2 and r.data[1].index == 1
+    assert len(r.data[0].embedding) == 5
+    assert r.usage.prompt_tokens > 0
+    # The SDK asks for base64 by default when no format is given and decodes it itself.
+    r = client.embeddings.create(model="gemini-embedding-001", input="hello")
+    assert len(r.data[0].embedding) == 8
+
+
+def test_json_schema_and_reasoning_and_images_are_accepted(client):
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "describe"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+        ]}],
+        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}},
+        reasoning_effort="low",
+    )
+    assert r.choices[0].message.content == "Echo: describe"
+
+
+def test_reasoning_content_is_separate(client):
+    r = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hmm [[think]]"}])
+    msg = r.choices[0].message
+    assert msg.content == "Echo: hmm [[think]]"
+    assert msg.model_extra.get("reasoning_content") == "Thinking it over."
+    assert r.usage.completion_tokens_details.reasoning_tokens == 3

@@ -4,6 +4,7 @@
 //! - [`response`]: `generateContent` response → chat completion.
 //! - [`stream`]: `streamGenerateContent` events → chat-completion chunks.
 
+pub mod embeddings;
 pub mod request;
 pub mod response;
 pub mod stream;

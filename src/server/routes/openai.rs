@@ -43,6 +43,14 @@ pub async fn chat_completions(
     Ok(resp)
 }
 
+pub async fn embeddings(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: crate::gateway::translate::embeddings::EmbeddingRequest = parse_body(body)?;
+    Ok(Json(state.gateway.embeddings(&req).await?).into_response())
+}
+
 pub async fn list_models(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(state.gateway.models().await?).into_response())
 }

@@ -1,0 +1,75 @@
+"""Google's official google-genai SDK against the gateway's Gemini-native routes."""
+
+import os
+
+import pytest
+from google import genai
+from google.genai import errors, types
+
+URL = os.environ["GATEWAY_URL"]
+TOKEN = os.environ["GATEWAY_TOKEN"]
+MODEL = "gemini-2.5-flash"
+
+
+def make_client(key=TOKEN):
+    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=URL))
+
+
+@pytest.fixture
+def client():
+    return make_client()
+
+
+def test_generate(client):
+    r = client.models.generate_content(model=MODEL, contents="hello genai")
+    assert r.text == "Echo: hello genai"
+    assert r.candidates[0].finish_reason == types.FinishReason.STOP
+    assert r.usage_metadata.total_token_count > 0
+
+
+def test_failing_key_is_skipped(client):
+    for i in range(6):
+        assert client.models.generate_content(model=MODEL, contents=f"n{i}").text == f"Echo: n{i}"
+
+
+def test_stream(client):
+    chunks = list(client.models.generate_content_stream(model=MODEL, contents="a b c"))
+    assert len(chunks) == 4
+    assert "".join(c.text or "" for c in chunks) == "Echo: a b c"
+
+
+def test_count_tokens(client):
+    assert client.models.count_tokens(model=MODEL, contents="one two three").total_tokens == 3
+
+
+def test_embed(client):
+    r = client.models.embed_content(
+        model="gemini-embedding-001",
+        contents=["first", "second"],
+        config=types.EmbedContentConfig(output_dimensionality=6),
+    )
+    assert len(r.embeddings) == 2
+    assert len(r.embeddings[0].values) == 6
+
+
+def test_list_and_get_models(client):
+    names = [m.name for m in client.models.list()]
+    assert "models/gemini-2.5-flash" in names
+    assert client.models.get(model="gemini-2.5-pro").name == "models/gemini-2.5-pro"
+
+
+def test_thought_signature_survives(client):
+    r = client.models.generate_content(model=MODEL, contents="look it up [[tool:lookup]]")
+    calls = [p for p in r.candidates[0].content.parts if p.function_call]
+    assert calls[0].function_call.name == "lookup"
+    assert calls[0].thought_signature == b"mock-signature"
+
+
+def test_errors_raise_the_usual_exceptions(client):
+    with pytest.raises(errors.ClientError) as e:
+        make_client("wrong-token").models.generate_content(model=MODEL, contents="x")
+    assert e.value.code == 401
+    with pytest.raises(errors.ClientError) as e:
+        client.models.generate_content(model="gemini-unknown", contents="x")
+    assert e.value.code == 404
+    assert "gemini-unknown" in str(e.value)
