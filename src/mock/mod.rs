@@ -226,6 +226,10 @@ fn google_error(code: u16, status: &str, message: &str, details: Value) -> Respo
 }
 
 /// Authenticates like Google: key from `x-goog-api-key` or `?key=`; records what it saw.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the response to send; built once per request"
+)]
 fn authenticate(
     state: &MockState,
     headers: &HeaderMap,
@@ -516,6 +520,10 @@ fn embed(content: &Value, dims: usize) -> Vec<f64> {
 }
 
 /// The answer to a generate request, as the list of stream events Gemini would send.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the response to send; built once per request"
+)]
 fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
     let contents = req.get("contents").and_then(Value::as_array).filter(|c| !c.is_empty());
     let Some(contents) = contents else {

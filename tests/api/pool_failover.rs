@@ -112,7 +112,7 @@ async fn invalid_key_leaves_rotation_until_revalidated() {
     }
     // One failed request, then the probe(s); never a generate call again while invalid.
     let a_calls = app.mock.requests_for(A);
-    assert!(app.mock.stats().by_key.get(A).is_some());
+    assert!(app.mock.stats().by_key.contains_key(A));
     assert_eq!(app.mock.requests_for(B), 6);
     // The key works again: the periodic probe puts it back.
     app.mock.set(A, Behavior::Ok);

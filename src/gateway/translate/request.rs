@@ -106,7 +106,7 @@ pub fn to_gemini(req: &ChatCompletionRequest) -> Result<(String, GenerateContent
 
     let mut body = GenerateContentRequest {
         contents,
-        system_instruction: (!system_parts.is_empty()).then(|| Content {
+        system_instruction: (!system_parts.is_empty()).then_some(Content {
             role: None,
             parts: system_parts,
         }),

@@ -54,12 +54,12 @@ impl StreamTranslator {
             self.usage = Some(usage(u));
         }
         let mut choices = Vec::new();
-        if event.candidates.is_empty() {
-            if event
-                .prompt_feedback
-                .as_ref()
-                .and_then(|f| f.block_reason.as_ref())
-                .is_some()
+        let blocked = event
+            .prompt_feedback
+            .as_ref()
+            .and_then(|f| f.block_reason.as_ref())
+            .is_some();
+        if event.candidates.is_empty() && blocked {
             {
                 // The prompt itself was blocked: end the (single) choice with content_filter.
                 self.role_sent.push(0);
