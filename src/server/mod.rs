@@ -37,12 +37,13 @@ fn openai_api(state: &AppState) -> Router<AppState> {
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_bearer);
     Router::new()
         .route("/chat/completions", post(openai::chat_completions).layer(auth.clone()))
-        .route("/embeddings", post(openai::embeddings).layer(auth.clone()))
-        .route("/models", get(openai::list_models).layer(auth.clone()))
-        // GET is OpenAI's "retrieve model"; POST `{model}:{action}` is Google's v1 API (own auth).
+        .route("/embeddings", post(openai::embeddings).layer(auth))
+        // Shared with Google's v1 API: these answer in the caller's dialect and check its
+        // credentials themselves; POST `{model}:{action}` is Google's.
+        .route("/models", get(openai::list_models))
         .route(
             "/models/{name}",
-            get(openai::get_model).layer(auth).post(routes::gemini::model_action),
+            get(openai::get_model).post(routes::gemini::model_action),
         )
         .fallback(openai::not_found)
         .method_not_allowed_fallback(openai::method_not_allowed)

@@ -197,6 +197,22 @@ async fn models_count_tokens_and_embeddings() {
         .unwrap()
         .iter()
         .any(|m| m["name"] == "models/gemini-2.5-flash"));
+    // Google's v1 paths share `/v1/models` with OpenAI: the caller's credentials pick the dialect.
+    let v1: Value = get("/v1/models").await.unwrap().json().await.unwrap();
+    assert!(v1["models"].is_array(), "{v1}");
+    let v1_one: Value = get("/v1/models/gemini-2.5-pro").await.unwrap().json().await.unwrap();
+    assert_eq!(v1_one["name"], "models/gemini-2.5-pro");
+    let openai: Value = app
+        .http
+        .get(app.url("/v1/models"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openai["object"], "list");
     let one: Value = get("/v1beta/models/gemini-2.5-pro")
         .await
         .unwrap()

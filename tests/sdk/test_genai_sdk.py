@@ -11,8 +11,16 @@ TOKEN = os.environ["GATEWAY_TOKEN"]
 MODEL = "gemini-2.5-flash"
 
 
-def make_client(key=TOKEN):
-    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=URL))
+def make_client(key=TOKEN, version=None):
+    return genai.Client(api_key=key, http_options=types.HttpOptions(base_url=URL, api_version=version))
+
+
+@pytest.mark.parametrize("version", ["v1beta", "v1"])
+def test_both_api_versions(version):
+    c = make_client(version=version)
+    assert c.models.generate_content(model=MODEL, contents="v").text == "Echo: v"
+    assert "models/gemini-2.5-flash" in [m.name for m in c.models.list()]
+    assert c.models.get(model=MODEL).name == "models/gemini-2.5-flash"
 
 
 @pytest.fixture
@@ -66,8 +74,9 @@ def test_thought_signature_survives(client):
 
 
 def test_errors_raise_the_usual_exceptions(client):
+    bad = make_client("wrong-token")
     with pytest.raises(errors.ClientError) as e:
-        make_client("wrong-token").models.generate_content(model=MODEL, contents="x")
+        bad.models.generate_content(model=MODEL, contents="x")
     assert e.value.code == 401
     with pytest.raises(errors.ClientError) as e:
         client.models.generate_content(model="gemini-unknown", contents="x")

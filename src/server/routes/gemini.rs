@@ -25,11 +25,7 @@ fn client_token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) 
         .get("x-goog-api-key")
         .and_then(|v| v.to_str().ok())
         .or_else(|| query.get("key").map(String::as_str))
-        .or_else(|| {
-            let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
+        .or_else(|| crate::server::auth::bearer_from(headers))
 }
 
 fn google_status(code: StatusCode, status: &str, message: &str) -> Response {

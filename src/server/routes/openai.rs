@@ -4,7 +4,10 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +17,9 @@ use futures::StreamExt;
 
 use crate::gateway::openai::ChatCompletionRequest;
 use crate::gateway::service::StreamItem;
+use crate::server::auth::{bearer_from, check_bearer, is_google_style};
 use crate::server::error::{openai_error, parse_body, ApiError};
+use crate::server::routes::gemini;
 use crate::server::AppState;
 
 pub async fn chat_completions(
@@ -51,15 +56,37 @@ pub async fn embeddings(
     Ok(Json(state.gateway.embeddings(&req).await?).into_response())
 }
 
-pub async fn list_models(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// `GET /v1/models`: OpenAI's list, or Gemini's when a Google SDK asks (Google's v1 API).
+pub async fn list_models(
+    State(state): State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    if is_google_style(&headers, &query) {
+        return Ok(gemini::list_models(State(state), uri, headers, Query(query)).await);
+    }
+    if let Err(resp) = check_bearer(&state, bearer_from(&headers)) {
+        return Ok(resp);
+    }
     Ok(Json(state.gateway.models().await?).into_response())
 }
 
 /// `GET /v1/models/{id}`: one model in OpenAI's shape.
+/// `GET /v1/models/{id}`: one model in OpenAI's shape, or Gemini's for a Google SDK.
 pub async fn get_model(
     State(state): State<AppState>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    uri: OriginalUri,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    if is_google_style(&headers, &query) {
+        return Ok(gemini::get_model(State(state), uri, Path(id), headers, Query(query)).await);
+    }
+    if let Err(resp) = check_bearer(&state, bearer_from(&headers)) {
+        return Ok(resp);
+    }
     Ok(Json(state.gateway.model(&id).await?).into_response())
 }
 
