@@ -7,5 +7,5 @@ cd "$ROOT"
 ./scripts/setup.sh >/dev/null
 cargo leptos build --release
 cargo build --release --features ssr --bin mock-gemini
-ulimit -n 65536 2>/dev/null || ulimit -n 8192
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo bench --features ssr --bench gateway
