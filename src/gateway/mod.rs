@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod gemini;
+pub mod media;
 pub mod openai;
 pub mod pool;
 pub mod secret;

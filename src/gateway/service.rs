@@ -8,6 +8,7 @@ use futures::{Stream, StreamExt};
 
 use super::error::GatewayError;
 use super::gemini::{GenerateContentResponse, ModelList};
+use super::media::MediaFetcher;
 use super::openai::{ChatCompletion, ChatCompletionRequest, ModelListResponse, ModelObject};
 use super::translate::{self, request, response, stream::StreamTranslator};
 use super::upstream::{Call, Upstream};
@@ -26,6 +27,7 @@ pub enum StreamItem {
 #[derive(Debug, Clone)]
 pub struct Gateway {
     upstream: Arc<Upstream>,
+    media: MediaFetcher,
 }
 
 fn generate_path(model: &str, action: &str) -> String {
@@ -39,8 +41,8 @@ fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, GatewayError> {
 }
 
 impl Gateway {
-    pub fn new(upstream: Arc<Upstream>) -> Self {
-        Self { upstream }
+    pub fn new(upstream: Arc<Upstream>, media: MediaFetcher) -> Self {
+        Self { upstream, media }
     }
 
     pub fn upstream(&self) -> &Arc<Upstream> {
@@ -49,6 +51,8 @@ impl Gateway {
 
     /// A whole (non-streaming) chat completion.
     pub async fn chat(&self, req: &ChatCompletionRequest) -> Result<ChatCompletion, GatewayError> {
+        let resolved = self.media.inline_remote_media(req).await?;
+        let req = resolved.as_ref().unwrap_or(req);
         let (model, body) = request::to_gemini(req)?;
         let call = Call::post(generate_path(&model, "generateContent"), &model, json_bytes(&body)?);
         let mut answer = self.upstream.send(&call).await?;
@@ -68,6 +72,8 @@ impl Gateway {
         &self,
         req: &ChatCompletionRequest,
     ) -> Result<impl Stream<Item = StreamItem> + Send + 'static, GatewayError> {
+        let resolved = self.media.inline_remote_media(req).await?;
+        let req = resolved.as_ref().unwrap_or(req);
         let (model, body) = request::to_gemini(req)?;
         let call = Call::post(
             generate_path(&model, "streamGenerateContent"),

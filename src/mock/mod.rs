@@ -646,6 +646,28 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
                 }
             }
             last["usageMetadata"] = usage;
+            if config.get("responseLogprobs") == Some(&json!(true)) {
+                let chosen: Vec<Value> = words
+                    .iter()
+                    .map(|w| json!({"token": w, "logProbability": -0.25}))
+                    .collect();
+                let top: Vec<Value> = words
+                    .iter()
+                    .map(|w| json!({"candidates": [{"token": w, "logProbability": -0.25}, {"token": "alt", "logProbability": -3.5}]}))
+                    .collect();
+                last["candidates"][0]["logprobsResult"] = json!({"topCandidates": top, "chosenCandidates": chosen});
+            }
+            let search = req
+                .get("tools")
+                .and_then(Value::as_array)
+                .is_some_and(|t| t.iter().any(|t| t.get("googleSearch").is_some()));
+            if search {
+                last["candidates"][0]["groundingMetadata"] = json!({
+                    "webSearchQueries": [last_text],
+                    "groundingChunks": [{"web": {"uri": "https://example.com/source", "title": "example.com"}}],
+                    "groundingSupports": [{"segment": {"startIndex": 0, "endIndex": 5, "text": "Echo:"}, "groundingChunkIndices": [0]}]
+                });
+            }
         }
         None => events.push(
             json!({"candidates": finals, "usageMetadata": usage, "modelVersion": version, "responseId": response_id}),

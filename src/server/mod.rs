@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::app::{shell, App};
 use crate::gateway::clock::SystemClock;
 use crate::gateway::config::Settings;
+use crate::gateway::media::MediaFetcher;
 use crate::gateway::pool::KeyPool;
 use crate::gateway::service::Gateway;
 use crate::gateway::upstream::Upstream;
@@ -125,9 +126,10 @@ impl Application {
             .map_err(StartupError::Client)?,
         );
         let background = vec![tokio::spawn(upstream.clone().run_revalidation())];
+        let media = MediaFetcher::new(settings.media.clone()).map_err(StartupError::Client)?;
         let state = AppState {
             settings: Arc::new(settings),
-            gateway: Gateway::new(upstream),
+            gateway: Gateway::new(upstream, media),
         };
         Ok(Self {
             listener,

@@ -5,6 +5,7 @@
 mod errors_auth;
 mod gemini_native;
 mod helpers;
+mod media;
 mod openai_chat;
 mod pool_failover;
 mod streaming;

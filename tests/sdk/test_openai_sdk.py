@@ -167,3 +167,22 @@ def test_reasoning_content_is_separate(client):
     assert msg.content == "Echo: hmm [[think]]"
     assert msg.model_extra.get("reasoning_content") == "Thinking it over."
     assert r.usage.completion_tokens_details.reasoning_tokens == 3
+
+
+def test_logprobs_and_grounding(client):
+    r = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi there"}], logprobs=True, top_logprobs=2,
+        extra_body={"google": {"tools": [{"google_search": {}}]}},
+    )
+    lp = r.choices[0].logprobs.content
+    assert [t.token for t in lp] == ["Echo:", "hi", "there"]
+    assert lp[0].top_logprobs[1].token == "alt"
+    ann = r.choices[0].message.annotations
+    assert ann[0].url_citation.url == "https://example.com/source"
+
+
+def test_remote_image_refused_for_private_host(client):
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/x.png"}}]}])
+    assert "not a public address" in str(e.value)

@@ -1,5 +1,7 @@
 //! Gemini `generateContent` response → chat completion.
 
+use serde_json::{json, Value};
+
 use super::{finish_reason, new_id, usage, SIGNATURE_SEPARATOR};
 use crate::gateway::error::GatewayError;
 use crate::gateway::gemini::{Candidate, GenerateContentResponse, Part};
@@ -50,6 +52,84 @@ pub fn translate_parts(parts: &[Part]) -> Translated {
     out
 }
 
+/// Gemini's `logprobsResult` in OpenAI's `logprobs.content` shape.
+pub fn logprobs(c: &Candidate) -> Option<Value> {
+    let result = c.extra.get("logprobsResult")?;
+    let chosen = result.get("chosenCandidates")?.as_array()?;
+    let top = result.get("topCandidates").and_then(Value::as_array);
+    let entry = |v: &Value| {
+        let token = v.get("token").and_then(Value::as_str).unwrap_or("");
+        json!({
+            "token": token,
+            "logprob": v.get("logProbability").and_then(Value::as_f64).unwrap_or(0.0),
+            "bytes": token.as_bytes(),
+        })
+    };
+    let content: Vec<Value> = chosen
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut e = entry(v);
+            let alternatives = top
+                .and_then(|t| t.get(i))
+                .and_then(|t| t.get("candidates"))
+                .and_then(Value::as_array)
+                .map(|alts| alts.iter().map(entry).collect::<Vec<_>>())
+                .unwrap_or_default();
+            e["top_logprobs"] = Value::Array(alternatives);
+            e
+        })
+        .collect();
+    Some(json!({ "content": content, "refusal": null }))
+}
+
+/// Google Search grounding as `url_citation` annotations (one per supported segment and source).
+pub fn annotations(c: &Candidate) -> Option<Vec<Value>> {
+    let meta = c.extra.get("groundingMetadata")?;
+    let chunks = meta.get("groundingChunks").and_then(Value::as_array)?;
+    let source = |i: usize| {
+        let web = chunks.get(i)?.get("web")?;
+        Some((
+            web.get("uri")?.as_str()?.to_string(),
+            web.get("title").and_then(Value::as_str).unwrap_or("").to_string(),
+        ))
+    };
+    let cite = |url: String, title: String, start: u64, end: u64| json!({"type": "url_citation", "url_citation": {"url": url, "title": title, "start_index": start, "end_index": end}});
+    let mut out = Vec::new();
+    for support in meta
+        .get("groundingSupports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let start = support
+            .pointer("/segment/startIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let end = support
+            .pointer("/segment/endIndex")
+            .and_then(Value::as_u64)
+            .unwrap_or(start);
+        for idx in support
+            .get("groundingChunkIndices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some((url, title)) = idx.as_u64().and_then(|i| source(i as usize)) {
+                out.push(cite(url, title, start, end));
+            }
+        }
+    }
+    if out.is_empty() {
+        out = (0..chunks.len())
+            .filter_map(source)
+            .map(|(u, t)| cite(u, t, 0, 0))
+            .collect();
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 fn blocked_message(resp: &GenerateContentResponse) -> Option<String> {
     let feedback = resp.prompt_feedback.as_ref()?;
     let reason = feedback.block_reason.as_deref()?;
@@ -88,9 +168,10 @@ fn choice(position: usize, c: &Candidate) -> Choice {
             reasoning_content: t.reasoning,
             tool_calls: (!t.tool_calls.is_empty()).then_some(t.tool_calls),
             refusal: None,
+            annotations: annotations(c),
         },
         finish_reason: reason,
-        logprobs: None,
+        logprobs: logprobs(c),
     }
 }
 
@@ -117,7 +198,6 @@ pub fn to_openai(resp: &GenerateContentResponse, model: &str, created: u64) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{json, Value};
 
     fn translate(v: Value) -> Value {
         let resp: GenerateContentResponse = serde_json::from_value(v).unwrap();
@@ -195,6 +275,26 @@ mod tests {
         let empty: GenerateContentResponse =
             serde_json::from_value(json!({"candidates": [{"content": {"parts": []}}]})).unwrap();
         assert!(is_empty(&empty));
+    }
+
+    #[test]
+    fn logprobs_and_grounding_are_kept() {
+        let out = translate(
+            json!({"candidates": [{"content": {"parts": [{"text": "Hi there"}]}, "finishReason": "STOP",
+            "logprobsResult": {"topCandidates": [{"candidates": [{"token": "Hi", "logProbability": -0.1}, {"token": "Hey", "logProbability": -2.5}]}],
+                               "chosenCandidates": [{"token": "Hi", "logProbability": -0.1}]},
+            "groundingMetadata": {"groundingChunks": [{"web": {"uri": "https://example.com/a", "title": "A"}}],
+                                  "groundingSupports": [{"segment": {"startIndex": 0, "endIndex": 2, "text": "Hi"}, "groundingChunkIndices": [0]}]}}]}),
+        );
+        let lp = &out["choices"][0]["logprobs"]["content"][0];
+        assert_eq!(lp["token"], "Hi");
+        assert_eq!(lp["logprob"], -0.1);
+        assert_eq!(lp["bytes"], json!([72, 105]));
+        assert_eq!(lp["top_logprobs"][1]["token"], "Hey");
+        assert_eq!(
+            out["choices"][0]["message"]["annotations"][0],
+            json!({"type": "url_citation", "url_citation": {"url": "https://example.com/a", "title": "A", "start_index": 0, "end_index": 2}})
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Gemini stream events → chat-completion chunks, one chunk per event, as they arrive.
 
-use super::response::translate_parts;
+use super::response::{annotations, logprobs, translate_parts};
 use super::{finish_reason, usage};
 use crate::gateway::gemini::GenerateContentResponse;
 use crate::gateway::openai::{ChatCompletionChunk, ChunkChoice, Delta, ToolCallDelta, Usage};
@@ -83,6 +83,7 @@ impl StreamTranslator {
             let mut delta = Delta {
                 content: t.content,
                 reasoning_content: t.reasoning,
+                annotations: annotations(c),
                 ..Default::default()
             };
             if !self.role_sent.contains(&index) {
@@ -121,7 +122,8 @@ impl StreamTranslator {
             let empty = delta.role.is_none()
                 && delta.content.is_none()
                 && delta.reasoning_content.is_none()
-                && delta.tool_calls.is_none();
+                && delta.tool_calls.is_none()
+                && delta.annotations.is_none();
             if empty && reason.is_none() {
                 continue;
             }
@@ -129,7 +131,7 @@ impl StreamTranslator {
                 index,
                 delta,
                 finish_reason: reason,
-                logprobs: None,
+                logprobs: logprobs(c),
             });
         }
         (!choices.is_empty()).then(|| self.chunk(choices, None))

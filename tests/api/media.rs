@@ -1,0 +1,82 @@
+//! Remote images: fetched server-side within limits, refused for non-public hosts by default.
+
+use axum::routing::get;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const KEY: &str = "AIzaKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\nfake-image-bytes";
+
+async fn image_server() -> String {
+    let app = axum::Router::new()
+        .route("/cat.png", get(|| async { ([("content-type", "image/png")], PNG) }))
+        .route(
+            "/page.html",
+            get(|| async { ([("content-type", "text/html")], "<html></html>") }),
+        )
+        .route(
+            "/big.png",
+            get(|| async { ([("content-type", "image/png")], vec![0u8; 5000]) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn with_image(url: &str) -> Value {
+    json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is it"},
+        {"type": "image_url", "image_url": {"url": url}}
+    ]}]})
+}
+
+#[tokio::test]
+async fn remote_images_are_fetched_and_inlined() {
+    let images = image_server().await;
+    let app = spawn_app_with(
+        &[KEY],
+        &[("MEDIA_FETCH_ALLOW_PRIVATE", "true"), ("MEDIA_FETCH_MAX_BYTES", "1000")],
+    )
+    .await;
+    let (status, body) = app.chat_json(&with_image(&format!("{images}/cat.png"))).await;
+    assert_eq!(status, 200, "{body}");
+    let sent = app.mock.stats().last_body.unwrap();
+    use base64::Engine;
+    let expected = base64::engine::general_purpose::STANDARD.encode(PNG);
+    assert_eq!(
+        sent["contents"][0]["parts"][1],
+        json!({"inlineData": {"mimeType": "image/png", "data": expected}})
+    );
+
+    for (path, needle) in [
+        ("/page.html", "content type"),
+        ("/big.png", "limit"),
+        ("/missing.png", "HTTP 404"),
+    ] {
+        let (status, body) = app.chat_json(&with_image(&format!("{images}{path}"))).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(needle),
+            "{path}: {body}"
+        );
+        assert_eq!(body["error"]["param"], "messages[0].content[1].image_url.url");
+    }
+    assert_eq!(app.mock.stats().total, 1, "failed fetches never reach Gemini");
+}
+
+#[tokio::test]
+async fn private_hosts_are_refused_by_default() {
+    let images = image_server().await;
+    let app = spawn_app(&[KEY]).await;
+    let (status, body) = app.chat_json(&with_image(&format!("{images}/cat.png"))).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address"),
+        "{body}"
+    );
+}
