@@ -1,5 +1,7 @@
 //! Gemini Balance: library root. Declares the module tree; server-only modules are gated here, once.
+#![recursion_limit = "256"]
 
+pub mod api;
 pub mod app;
 
 #[cfg(feature = "ssr")]

@@ -1,7 +1,11 @@
 //! The Leptos UI, compiled for both the server (SSR) and the browser (hydrate).
 
+pub mod browser;
+pub mod chat;
+pub mod markdown;
+
 use leptos::prelude::*;
-use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_meta::{provide_meta_context, Meta, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
     StaticSegment,
@@ -32,28 +36,27 @@ pub fn App() -> impl IntoView {
     view! {
         <Stylesheet id="leptos" href="/pkg/gemini-balance.css"/>
         <Title text="Gemini Balance"/>
+        <Meta name="color-scheme" content="light dark"/>
+        <Meta name="description" content="Chat with Gemini through your self-hosted key pool"/>
         <Router>
-            <main>
-                <Routes fallback=|| view! { <p class="notfound">"Page not found."</p> }>
-                    <Route path=StaticSegment("") view=HomePage/>
-                </Routes>
-            </main>
+            <Routes fallback=NotFound>
+                    <Route path=StaticSegment("") view=chat::ChatPage/>
+            </Routes>
         </Router>
     }
 }
 
-/// Placeholder landing page until the chat UI lands.
+/// The page for unknown paths (with a 404 status on the server).
 #[component]
-fn HomePage() -> impl IntoView {
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+        resp.set_status(axum::http::StatusCode::NOT_FOUND);
+    }
     view! {
-        <section class="hero">
-            <h1>"Gemini Balance"</h1>
-            <p>"An OpenAI-compatible gateway over a self-healing pool of Gemini API keys."</p>
-            <ul class="endpoints">
-                <li><code>"POST /v1/chat/completions"</code></li>
-                <li><code>"GET /v1/models"</code></li>
-                <li><code>"GET /healthz"</code></li>
-            </ul>
-        </section>
+        <main class="notfound">
+            <h1>"Page not found"</h1>
+            <a href="/">"Back to the chat"</a>
+        </main>
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP server: builds the router (API routes + Leptos pages), binds the listener, runs it.
 //! Only wiring lives here; handlers are in `routes/`, the work in `crate::gateway`.
 
+pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod routes;
@@ -71,11 +72,20 @@ pub fn router(state: AppState) -> Router {
         .build();
     let pages = generate_route_list(App);
     let site = Router::new()
-        .leptos_routes(&leptos_options, pages, {
-            let options = leptos_options.clone();
-            move || shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        .leptos_routes_with_context(
+            &leptos_options,
+            pages,
+            {
+                let state = state.clone();
+                move || provide_context(state.clone())
+            },
+            {
+                let options = leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(assets::serve)
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(leptos_options);
     let api = openai_api(&state);
     let native = gemini_api(&state);
@@ -125,6 +135,9 @@ impl Application {
             )
             .map_err(StartupError::Client)?,
         );
+        if !assets::site_present() {
+            tracing::warn!("the web UI was not built into this binary (run `cargo leptos build --release`); the API works without it");
+        }
         let background = vec![tokio::spawn(upstream.clone().run_revalidation())];
         let media = MediaFetcher::new(settings.media.clone()).map_err(StartupError::Client)?;
         let state = AppState {
