@@ -5,7 +5,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 ./scripts/setup.sh >/dev/null
-cargo leptos build --release
+cargo leptos build --release --frontend-only
+cargo leptos build --release --server-only
 cargo build --release --features ssr --bin mock-gemini
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo bench --features ssr --bench gateway

@@ -5,7 +5,8 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 ./scripts/setup.sh
-cargo leptos build --release
+cargo leptos build --release --frontend-only
+cargo leptos build --release --server-only
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 export LEPTOS_SITE_ROOT="${LEPTOS_SITE_ROOT:-$ROOT/target/site}"
 if [ "${1:-}" = "--mock" ]; then

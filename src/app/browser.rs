@@ -6,6 +6,8 @@
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEnd {
     Done,
+    /// Finished with `finish_reason: content_filter`.
+    Filtered,
     Stopped,
     Failed(String),
 }
@@ -174,6 +176,7 @@ mod imp {
         };
         let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
         let mut buf = Vec::new();
+        let mut filtered = false;
         loop {
             let chunk = match JsFuture::from(reader.read()).await {
                 Ok(c) => c,
@@ -192,7 +195,7 @@ mod imp {
             }
             for data in take_events(&mut buf) {
                 if data == "[DONE]" {
-                    return StreamEnd::Done;
+                    return if filtered { StreamEnd::Filtered } else { StreamEnd::Done };
                 }
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&data) else {
                     continue;
@@ -200,6 +203,7 @@ mod imp {
                 if let Some(message) = v.pointer("/error/message").and_then(|m| m.as_str()) {
                     return StreamEnd::Failed(message.to_string());
                 }
+                filtered |= v.pointer("/choices/0/finish_reason").and_then(|f| f.as_str()) == Some("content_filter");
                 if let Some(text) = v.pointer("/choices/0/delta/content").and_then(|c| c.as_str()) {
                     if !text.is_empty() {
                         on_delta(text);

@@ -228,6 +228,9 @@ pub fn ChatPage() -> impl IntoView {
             let mut turn = Turn::assistant(text);
             match end {
                 StreamEnd::Done => {}
+                StreamEnd::Filtered => {
+                    turn.error = Some("Gemini's safety filters stopped this reply.".into());
+                }
                 StreamEnd::Stopped => turn.stopped = true,
                 StreamEnd::Failed(message) => {
                     if message.contains("(HTTP 401)") {
@@ -372,6 +375,7 @@ pub fn ChatPage() -> impl IntoView {
                 let active = cur.as_deref() == Some(c.id.as_str());
                 let (id_select, id_rename, id_delete) = (c.id.clone(), c.id.clone(), c.id.clone());
                 let title = c.title.clone();
+                let delete_label = format!("Delete conversation {title}");
                 view! {
                     <li class="conversation" class:active=active>
                         <button
@@ -409,7 +413,7 @@ pub fn ChatPage() -> impl IntoView {
                         <button
                             class="icon"
                             title="Delete"
-                            aria-label=format!("Delete conversation {}", c.id)
+                            aria-label=delete_label
                             on:click=move |_| {
                                 if is_streaming() || !browser::confirm("Delete this conversation?") {
                                     return;
@@ -583,7 +587,9 @@ pub fn ChatPage() -> impl IntoView {
                         <label class="icon attach" title="Attach images">
                             <span class="visually-hidden">"Attach images"</span>
                             <input type="file" accept="image/*" multiple on:change=on_files/>
-                            "📎"
+                            <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+                                <path d="M21 11.5l-8.6 8.6a5 5 0 0 1-7.1-7.1l8.6-8.6a3.5 3.5 0 0 1 5 5l-8.6 8.6a2 2 0 0 1-2.8-2.8l7.9-7.9"/>
+                            </svg>
                         </label>
                         <label for="prompt" class="visually-hidden">"Message"</label>
                         <textarea

@@ -81,7 +81,18 @@ impl Gateway {
             json_bytes(&body)?,
         )
         .with_query("alt=sse");
-        let (events, _key) = self.upstream.open_stream(&call).await?;
+        let (mut events, _key) = self.upstream.open_stream(&call).await?;
+        // A prompt blocked outright is known from the first event, before anything was sent to
+        // the client: answer it like the non-streaming route does (400 content_filter).
+        let first = events.next().await;
+        if let Some(Ok(data)) = &first {
+            if let Ok(event) = serde_json::from_slice::<GenerateContentResponse>(data) {
+                if event.candidates.is_empty() {
+                    response::to_openai(&event, &req.model, 0)?;
+                }
+            }
+        }
+        let events: super::upstream::EventStream = Box::pin(futures::stream::iter(first).chain(events));
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
         let translator = StreamTranslator::new(
             translate::new_id("chatcmpl-"),

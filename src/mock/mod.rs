@@ -497,6 +497,26 @@ fn count_words(v: &Value) -> u64 {
     all.iter().map(|t| t.split_whitespace().count() as u64).sum()
 }
 
+/// Splits text into words that keep their trailing whitespace, so joined pieces give back the
+/// text exactly (newlines included) while each piece is one stream event.
+fn pieces(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut in_space = false;
+    for c in text.chars() {
+        if !c.is_whitespace() && in_space {
+            out.push(std::mem::take(&mut current));
+            in_space = false;
+        }
+        in_space |= c.is_whitespace();
+        current.push(c);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(1469598103934665603u64, |h, b| {
         (h ^ *b as u64).wrapping_mul(1099511628211)
@@ -579,7 +599,7 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
         ),
         None => format!("Echo: {}", last_text.trim()),
     };
-    let mut words: Vec<String> = reply.split_whitespace().map(str::to_string).collect();
+    let mut words = pieces(&reply);
     let mut finish = "STOP";
     if last_text.contains("[[safety]]") {
         finish = "SAFETY";
@@ -590,6 +610,9 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
             words.truncate(max);
             finish = "MAX_TOKENS";
         }
+    }
+    if let Some(last) = words.last_mut() {
+        *last = last.trim_end().to_string();
     }
     let thinks = last_text.contains("[[think]]");
     let thoughts_tokens = if thinks { 3 } else { 0 };
@@ -607,7 +630,7 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
     }
     let n = words.len();
     for (w, word) in words.iter().enumerate() {
-        let text = if w + 1 < n { format!("{word} ") } else { word.clone() };
+        let text = word.clone();
         events.push(json!({"candidates": (0..candidates).map(|i| {
             let text = if candidates > 1 && w == 0 { format!("[{i}] {text}") } else { text.clone() };
             json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": i})
@@ -653,7 +676,7 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
                     .collect();
                 let top: Vec<Value> = words
                     .iter()
-                    .map(|w| json!({"candidates": [{"token": w, "logProbability": -0.25}, {"token": "alt", "logProbability": -3.5}]}))
+                    .map(|w| json!({"candidates": [{"token": w.trim(), "logProbability": -0.25}, {"token": "alt", "logProbability": -3.5}]}))
                     .collect();
                 last["candidates"][0]["logprobsResult"] = json!({"topCandidates": top, "chosenCandidates": chosen});
             }
@@ -807,6 +830,10 @@ async fn control_set(
     StatusCode::NO_CONTENT
 }
 
-async fn control_stats(State(state): State<Arc<MockState>>) -> Json<Stats> {
-    Json(lock(&state.stats).clone())
+async fn control_stats(State(state): State<Arc<MockState>>) -> Json<Value> {
+    let mut v = serde_json::to_value(lock(&state.stats).clone()).unwrap_or_default();
+    v["streams_started"] = json!(state.streams_started.load(Ordering::Relaxed));
+    v["streams_completed"] = json!(state.streams_completed.load(Ordering::Relaxed));
+    v["streams_cancelled"] = json!(state.streams_cancelled.load(Ordering::Relaxed));
+    Json(v)
 }

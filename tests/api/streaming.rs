@@ -160,3 +160,17 @@ async fn streamed_tool_calls_have_index_and_id() {
     assert_eq!(call["function"]["name"], "get_weather");
     assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
 }
+
+#[tokio::test]
+async fn a_blocked_prompt_is_a_400_before_the_stream_starts() {
+    let app = spawn_app(&[A]).await;
+    let resp = app.chat(&stream_body("[[block]] bad", false)).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "content_filter");
+    // A safety stop mid-answer is a normal stream ending in content_filter.
+    let events = read_sse(app.chat(&stream_body("some [[safety]] text", false)).await).await;
+    let last: Value = serde_json::from_str(&events[events.len() - 2].0).unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(events.last().unwrap().0, "[DONE]");
+}
