@@ -15,10 +15,7 @@ pub enum StreamEnd {
 /// Pulls complete SSE events out of a byte buffer; returns each event's `data` payload.
 pub fn take_events(buf: &mut Vec<u8>) -> Vec<String> {
     let mut out = Vec::new();
-    loop {
-        let Some(pos) = buf.windows(2).position(|w| w == b"\n\n") else {
-            break;
-        };
+    while let Some(pos) = buf.windows(2).position(|w| w == b"\n\n") {
         let event: Vec<u8> = buf.drain(..pos + 2).collect();
         let text = String::from_utf8_lossy(&event);
         let data: Vec<&str> = text
