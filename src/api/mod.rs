@@ -2,6 +2,8 @@
 //! browser (localStorage); the server only answers configuration and model questions here. The
 //! chat stream itself is the raw SSE route `/api/v1/chat/completions`.
 
+pub mod admin;
+
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 

@@ -24,6 +24,7 @@ pub struct Settings {
     pub site_addr: SocketAddr,
     pub site_root: PathBuf,
     pub data_dir: PathBuf,
+    pub log_retention: Duration,
     pub log_json: bool,
 }
 
@@ -212,6 +213,7 @@ impl Settings {
             site_addr,
             site_root: PathBuf::from(get("LEPTOS_SITE_ROOT").unwrap_or("target/site")),
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or("./data")),
+            log_retention: Duration::from_secs(count("LOG_RETENTION_DAYS", 7, 1)? * 86_400),
             log_json: get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
         })
     }

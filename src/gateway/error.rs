@@ -57,6 +57,21 @@ impl GatewayError {
         }
     }
 
+    /// Short machine-readable class for logs and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidRequest { .. } => "invalid_request",
+            GatewayError::NoKeyAvailable { .. } => "no_key_available",
+            GatewayError::UpstreamRejected { .. } => "upstream_rejected",
+            GatewayError::UpstreamFailed { status: 429, .. } => "rate_limited",
+            GatewayError::UpstreamFailed { status: 504, .. } => "upstream_timeout",
+            GatewayError::UpstreamFailed { .. } => "upstream_failed",
+            GatewayError::ContentBlocked { .. } => "content_filter",
+            GatewayError::BadUpstreamResponse { .. } => "bad_upstream_response",
+            GatewayError::PayloadTooLarge { .. } => "too_large",
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             GatewayError::InvalidRequest { .. } | GatewayError::ContentBlocked { .. } => 400,

@@ -1,15 +1,18 @@
 //! The gateway core: key pool, OpenAI ⇄ Gemini translation and the upstream client.
 //! No axum or Leptos types belong here, so all of it can be unit-tested on its own.
 
+pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod gemini;
 pub mod media;
+pub mod metrics;
 pub mod openai;
 pub mod pool;
 pub mod secret;
 pub mod service;
 pub mod sse;
+pub mod store;
 pub mod translate;
 pub mod upstream;

@@ -118,6 +118,8 @@ pub enum KeyState {
         backoff: Duration,
         probing: bool,
     },
+    /// Taken out by an operator: out until enabled again, never probed.
+    Manual,
 }
 
 #[derive(Debug, Clone)]
@@ -143,16 +145,73 @@ struct Health {
 #[derive(Debug)]
 pub struct KeyEntry {
     id: u64,
+    fingerprint: String,
     secret: Secret,
     masked: String,
     health: Mutex<Health>,
     requests: AtomicU64,
     failures: AtomicU64,
+    tokens: AtomicU64,
+    window: Mutex<Window>,
+}
+
+/// Per-minute counters over the last day, for success rates and charts.
+#[derive(Debug, Default)]
+struct Window {
+    buckets: std::collections::VecDeque<Bucket>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Bucket {
+    pub minute: u64,
+    pub requests: u32,
+    pub successes: u32,
+    pub latency_ms: u64,
+    pub tokens: u64,
+}
+
+impl Window {
+    fn bucket(&mut self, minute: u64) -> &mut Bucket {
+        while self.buckets.front().is_some_and(|b| b.minute + 1440 <= minute) {
+            self.buckets.pop_front();
+        }
+        if self.buckets.back().is_none_or(|b| b.minute != minute) {
+            self.buckets.push_back(Bucket {
+                minute,
+                ..Default::default()
+            });
+        }
+        let last = self.buckets.len() - 1;
+        &mut self.buckets[last]
+    }
+
+    fn sum(&self, since_minute: u64) -> Bucket {
+        self.buckets
+            .iter()
+            .filter(|b| b.minute >= since_minute)
+            .fold(Bucket::default(), |mut acc, b| {
+                acc.requests += b.requests;
+                acc.successes += b.successes;
+                acc.latency_ms += b.latency_ms;
+                acc.tokens += b.tokens;
+                acc
+            })
+    }
+}
+
+/// A stable, non-secret id for a key: the first 12 hex digits of its SHA-256.
+pub fn fingerprint(secret: &Secret) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(secret.expose().as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 impl KeyEntry {
     pub fn id(&self) -> u64 {
         self.id
+    }
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
     pub fn secret(&self) -> &Secret {
         &self.secret
@@ -169,6 +228,8 @@ impl KeyEntry {
 #[derive(Debug, Clone)]
 pub struct KeyStatus {
     pub id: u64,
+    /// Stable id for admin actions and persistence (not secret).
+    pub fingerprint: String,
     pub masked: String,
     pub state: &'static str,
     /// Seconds until the key is expected back in rotation, when it is waiting.
@@ -179,6 +240,9 @@ pub struct KeyStatus {
     pub failures: u64,
     pub last_error: Option<LastError>,
     pub last_used: Option<SystemTime>,
+    pub tokens: u64,
+    pub last_hour: Bucket,
+    pub last_day: Bucket,
 }
 
 pub struct KeyPool {
@@ -219,8 +283,11 @@ impl KeyPool {
             }
             list.push(Arc::new(KeyEntry {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                fingerprint: fingerprint(&secret),
                 masked: secret.masked(),
                 secret,
+                tokens: AtomicU64::new(0),
+                window: Mutex::new(Window::default()),
                 health: Mutex::new(Health {
                     state: KeyState::Active,
                     consecutive_failures: 0,
@@ -353,6 +420,7 @@ impl KeyPool {
                         if *probing { "probing" } else { "disabled" },
                         Some(next_probe.saturating_duration_since(now)),
                     ),
+                    KeyState::Manual => ("manual_disabled", None),
                 };
                 let key_limited = h.key_rate_limit.filter(|t| *t > now);
                 let state = if state == "active" && key_limited.is_some() {
@@ -368,8 +436,16 @@ impl KeyPool {
                     .map(|(m, _)| m.clone())
                     .collect();
                 rate_limited_models.sort();
+                let minute = minute_of(self.clock.wall());
+                let window = entry.window.lock().unwrap_or_else(|e| e.into_inner());
+                let (last_hour, last_day) = (
+                    window.sum(minute.saturating_sub(59)),
+                    window.sum(minute.saturating_sub(1439)),
+                );
+                drop(window);
                 KeyStatus {
                     id: entry.id,
+                    fingerprint: entry.fingerprint.clone(),
                     masked: entry.masked.clone(),
                     state,
                     available_in,
@@ -379,9 +455,153 @@ impl KeyPool {
                     failures: entry.failures.load(Ordering::Relaxed),
                     last_error: h.last_error.clone(),
                     last_used: h.last_used,
+                    tokens: entry.tokens.load(Ordering::Relaxed),
+                    last_hour,
+                    last_day,
                 }
             })
             .collect()
+    }
+
+    /// The key with this fingerprint.
+    pub fn find(&self, fingerprint: &str) -> Option<Arc<KeyEntry>> {
+        self.snapshot().iter().find(|e| e.fingerprint == fingerprint).cloned()
+    }
+
+    /// Every key's secret, in pool order (for persistence).
+    pub fn secrets(&self) -> Vec<(String, Secret)> {
+        self.snapshot()
+            .iter()
+            .map(|e| (e.fingerprint.clone(), e.secret.clone()))
+            .collect()
+    }
+
+    /// Removes a key; in-flight requests on it finish normally.
+    pub fn remove(&self, fingerprint: &str) -> bool {
+        let mut guard = self.keys.write().unwrap_or_else(|e| e.into_inner());
+        let before = guard.len();
+        let list: Vec<Arc<KeyEntry>> = guard.iter().filter(|e| e.fingerprint != fingerprint).cloned().collect();
+        let removed = list.len() != before;
+        *guard = Arc::from(list);
+        removed
+    }
+
+    /// Takes a key out of rotation by hand (`true`) or puts it back (`false`).
+    pub fn set_manual(&self, fingerprint: &str, disabled: bool) -> bool {
+        let Some(entry) = self.find(fingerprint) else {
+            return false;
+        };
+        let mut h = entry.health();
+        if disabled {
+            h.state = KeyState::Manual;
+        } else if matches!(h.state, KeyState::Manual) {
+            h.state = KeyState::Active;
+            h.consecutive_failures = 0;
+            h.strikes = 0;
+        }
+        true
+    }
+
+    /// Forgets a key's failures, cooldowns and rate limits (a manual disable stays).
+    pub fn reset(&self, fingerprint: &str) -> bool {
+        let Some(entry) = self.find(fingerprint) else {
+            return false;
+        };
+        let mut h = entry.health();
+        if !matches!(h.state, KeyState::Manual) {
+            h.state = KeyState::Active;
+        }
+        h.consecutive_failures = 0;
+        h.strikes = 0;
+        h.key_rate_limit = None;
+        h.model_rate_limits.clear();
+        h.last_error = None;
+        true
+    }
+
+    /// Applies a validation run by an operator: a working key is trusted again, a failing one is
+    /// disabled until the periodic probe finds it working.
+    pub fn validated(&self, entry: &KeyEntry, works: bool, message: &str) {
+        let now = self.clock.now();
+        let mut h = entry.health();
+        if matches!(h.state, KeyState::Manual) {
+            return;
+        }
+        if works {
+            h.state = KeyState::Active;
+            h.consecutive_failures = 0;
+            h.strikes = 0;
+        } else {
+            h.last_error = Some(LastError {
+                class: "invalid_key",
+                message: message.to_string(),
+                at: self.clock.wall(),
+            });
+            h.state = KeyState::Disabled {
+                next_probe: now + self.settings.revalidate,
+                backoff: self.settings.revalidate,
+                probing: false,
+            };
+        }
+    }
+
+    /// Counts one upstream attempt on a key for its hour/day statistics.
+    pub fn record_attempt(&self, key_id: u64, success: bool, latency: Duration) {
+        if let Some(entry) = self.snapshot().iter().find(|e| e.id == key_id) {
+            let minute = minute_of(self.clock.wall());
+            let mut w = entry.window.lock().unwrap_or_else(|e| e.into_inner());
+            let b = w.bucket(minute);
+            b.requests += 1;
+            b.successes += u32::from(success);
+            b.latency_ms += latency.as_millis() as u64;
+        }
+    }
+
+    /// Counts tokens used through a key.
+    pub fn record_tokens(&self, key_id: u64, tokens: u64) {
+        if let Some(entry) = self.snapshot().iter().find(|e| e.id == key_id) {
+            entry.tokens.fetch_add(tokens, Ordering::Relaxed);
+            let minute = minute_of(self.clock.wall());
+            entry
+                .window
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .bucket(minute)
+                .tokens += tokens;
+        }
+    }
+
+    /// Restores lifetime counters (from persistence).
+    pub fn restore_counters(&self, fingerprint: &str, requests: u64, failures: u64, tokens: u64) {
+        if let Some(e) = self.find(fingerprint) {
+            e.requests.store(requests, Ordering::Relaxed);
+            e.failures.store(failures, Ordering::Relaxed);
+            e.tokens.store(tokens, Ordering::Relaxed);
+        }
+    }
+
+    /// Pool-wide per-minute totals of the last `minutes` minutes, oldest first.
+    pub fn timeline(&self, minutes: u64) -> Vec<Bucket> {
+        let now = minute_of(self.clock.wall());
+        let start = now.saturating_sub(minutes.saturating_sub(1));
+        let mut out: Vec<Bucket> = (start..=now)
+            .map(|minute| Bucket {
+                minute,
+                ..Default::default()
+            })
+            .collect();
+        for entry in self.snapshot().iter() {
+            let w = entry.window.lock().unwrap_or_else(|e| e.into_inner());
+            for b in w.buckets.iter().filter(|b| b.minute >= start) {
+                if let Some(slot) = out.get_mut((b.minute - start) as usize) {
+                    slot.requests += b.requests;
+                    slot.successes += b.successes;
+                    slot.tokens += b.tokens;
+                    slot.latency_ms += b.latency_ms;
+                }
+            }
+        }
+        out
     }
 
     /// Replaces every pool key appearing in `text` by its masked form (for upstream messages).
@@ -405,6 +625,12 @@ struct Blocked {
 /// Decides under the key's lock whether it may serve a request for `model` now.
 /// `Ok(true)` means the request is the half-open trial.
 fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<bool, Blocked> {
+    if matches!(h.state, KeyState::Manual) {
+        return Err(Blocked {
+            until: None,
+            rate_limited: false,
+        });
+    }
     if let KeyState::Disabled { next_probe, .. } = h.state {
         // Not expected back by itself; the probe decides. Report the probe time as a hint.
         return Err(Blocked {
@@ -437,7 +663,7 @@ fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<bool, Blocked> 
             until: Some(now + Duration::from_secs(1)),
             rate_limited: false,
         }),
-        KeyState::Disabled { .. } => Err(Blocked {
+        KeyState::Disabled { .. } | KeyState::Manual => Err(Blocked {
             until: None,
             rate_limited: false,
         }),
@@ -524,7 +750,7 @@ fn apply(entry: &KeyEntry, s: &PoolSettings, clock: &dyn Clock, model: &str, tri
         Outcome::InvalidKey { message } | Outcome::PermissionDenied { message } => {
             entry.failures.fetch_add(1, Ordering::Relaxed);
             record(&mut h, message);
-            if !matches!(h.state, KeyState::Disabled { .. }) {
+            if !matches!(h.state, KeyState::Disabled { .. } | KeyState::Manual) {
                 h.state = KeyState::Disabled {
                     next_probe: now + s.revalidate,
                     backoff: s.revalidate,
@@ -572,6 +798,10 @@ fn apply(entry: &KeyEntry, s: &PoolSettings, clock: &dyn Clock, model: &str, tri
             }
         }
     }
+}
+
+fn minute_of(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() / 60).unwrap_or(0)
 }
 
 /// Time until Google's daily quota reset, midnight Pacific time. Computed as the next 08:00 UTC
@@ -794,6 +1024,58 @@ mod tests {
         assert_eq!(until_daily_reset(at(0)), Duration::from_secs(8 * 3600));
         assert_eq!(until_daily_reset(at(8 * 3600)), Duration::from_secs(86_400));
         assert_eq!(until_daily_reset(at(9 * 3600)), Duration::from_secs(23 * 3600));
+    }
+
+    #[test]
+    fn operators_can_disable_enable_reset_and_remove() {
+        let (p, clock) = pool(2);
+        let fp = p.status()[0].fingerprint.clone();
+        assert_eq!(fp.len(), 12);
+        assert!(p.set_manual(&fp, true));
+        for _ in 0..4 {
+            assert_ne!(p.acquire("m", &[]).unwrap().key_id(), p.status()[0].id);
+        }
+        assert_eq!(p.status()[0].state, "manual_disabled");
+        clock.advance(Duration::from_secs(3600));
+        assert!(p.due_for_probe().is_empty(), "manual keys are never probed");
+        p.set_manual(&fp, false);
+        assert_eq!(p.status()[0].state, "active");
+        let mut l = p.acquire("m", &[]).unwrap();
+        l.report(&Outcome::RateLimited {
+            retry_after: RetryAfter::Unspecified,
+            per_model: false,
+            message: "q".into(),
+        });
+        let limited = p.status().into_iter().find(|s| s.id == l.key_id()).unwrap().fingerprint;
+        assert!(p.reset(&limited));
+        assert_eq!(
+            p.status().iter().find(|s| s.fingerprint == limited).unwrap().state,
+            "active"
+        );
+        assert!(p.remove(&fp));
+        assert!(!p.remove(&fp));
+        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn windows_count_the_last_hour_and_day() {
+        let (p, clock) = pool(1);
+        let id = p.status()[0].id;
+        p.record_attempt(id, true, Duration::from_millis(100));
+        p.record_attempt(id, false, Duration::from_millis(300));
+        p.record_tokens(id, 42);
+        clock.advance(Duration::from_secs(2 * 3600));
+        p.record_attempt(id, true, Duration::from_millis(50));
+        let s = &p.status()[0];
+        assert_eq!((s.last_hour.requests, s.last_hour.successes), (1, 1));
+        assert_eq!(
+            (s.last_day.requests, s.last_day.successes, s.last_day.tokens),
+            (3, 2, 42)
+        );
+        assert_eq!(s.tokens, 42);
+        let t = p.timeline(60);
+        assert_eq!(t.len(), 60);
+        assert_eq!(t.iter().map(|b| b.requests).sum::<u32>(), 1);
     }
 
     #[test]

@@ -63,7 +63,14 @@ impl Gateway {
             answer = self.upstream.send(&call).await?;
             parsed = parse_response(&answer.body)?;
         }
-        response::to_openai(&parsed, &req.model, translate::unix_now())
+        let completion = response::to_openai(&parsed, &req.model, translate::unix_now())?;
+        if let Some(u) = &completion.usage {
+            self.upstream
+                .pool()
+                .record_tokens(answer.key_id, u64::from(u.total_tokens));
+            super::metrics::RequestTrace::update(|t| t.tokens = u64::from(u.total_tokens));
+        }
+        Ok(completion)
     }
 
     /// A streamed chat completion. Errors before the first upstream event are returned as `Err`
@@ -81,7 +88,7 @@ impl Gateway {
             json_bytes(&body)?,
         )
         .with_query("alt=sse");
-        let (mut events, _key) = self.upstream.open_stream(&call).await?;
+        let (mut events, key_id) = self.upstream.open_stream(&call).await?;
         // A prompt blocked outright is known from the first event, before anything was sent to
         // the client: answer it like the non-streaming route does (400 content_filter).
         let first = events.next().await;
@@ -100,7 +107,12 @@ impl Gateway {
             translate::unix_now(),
             include_usage,
         );
-        Ok(translate_stream(events, translator))
+        Ok(translate_stream(
+            events,
+            translator,
+            self.upstream.pool().clone(),
+            key_id,
+        ))
     }
 
     /// OpenAI embeddings through `batchEmbedContents`.
@@ -111,7 +123,11 @@ impl Gateway {
         let (model, texts, body) = translate::embeddings::to_gemini(req)?;
         let call = Call::post(generate_path(&model, "batchEmbedContents"), &model, json_bytes(&body)?);
         let answer = self.upstream.send(&call).await?;
-        translate::embeddings::to_openai(&answer.body, req, &texts)
+        let out = translate::embeddings::to_openai(&answer.body, req, &texts)?;
+        self.upstream
+            .pool()
+            .record_tokens(answer.key_id, u64::from(out.usage.total_tokens));
+        Ok(out)
     }
 
     /// One model in OpenAI's shape.
@@ -255,18 +271,24 @@ fn error_json(message: &str, code: &str) -> String {
 fn translate_stream(
     events: super::upstream::EventStream,
     translator: StreamTranslator,
+    pool: Arc<super::pool::KeyPool>,
+    key_id: u64,
 ) -> impl Stream<Item = StreamItem> + Send + 'static {
     struct State {
         events: super::upstream::EventStream,
         translator: StreamTranslator,
         ended: bool,
         tail: Vec<StreamItem>,
+        pool: Arc<super::pool::KeyPool>,
+        key_id: u64,
     }
     let state = State {
         events,
         translator,
         ended: false,
         tail: Vec::new(),
+        pool,
+        key_id,
     };
     futures::stream::unfold(state, |mut st| async move {
         loop {
@@ -305,6 +327,9 @@ fn translate_stream(
                     if !st.translator.is_finished() {
                         let msg = "the Gemini stream ended before a finish reason";
                         return Some((StreamItem::Error(error_json(msg, "upstream_stream_error")), st));
+                    }
+                    if let Some(u) = st.translator.usage() {
+                        st.pool.record_tokens(st.key_id, u64::from(u.total_tokens));
                     }
                     // Popped from the back: usage chunk first, then [DONE].
                     st.tail.push(StreamItem::Done);

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::config::UpstreamSettings;
 use super::error::GatewayError;
 use super::gemini::{self, ErrorBody};
+use super::metrics::{Metrics, RequestTrace};
 use super::pool::{FailureClass, KeyPool, Lease, Outcome, RetryAfter};
 use super::sse::SseParser;
 
@@ -63,7 +64,7 @@ impl Call {
 pub struct Answer {
     pub body: Bytes,
     pub key: String,
-    pub attempts: u32,
+    pub key_id: u64,
 }
 
 /// Events of a committed stream: each item is one SSE event's data, or the error that ended it.
@@ -86,6 +87,7 @@ pub struct Upstream {
     pool: Arc<KeyPool>,
     settings: UpstreamSettings,
     max_retries: u32,
+    metrics: Arc<Metrics>,
 }
 
 impl Upstream {
@@ -94,6 +96,7 @@ impl Upstream {
         pool: Arc<KeyPool>,
         settings: UpstreamSettings,
         max_retries: u32,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
@@ -115,11 +118,26 @@ impl Upstream {
             pool,
             settings,
             max_retries,
+            metrics,
         })
     }
 
     pub fn pool(&self) -> &Arc<KeyPool> {
         &self.pool
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Books one attempt: per-key window, metrics, the request's trace.
+    fn book(&self, call: &Call, key_id: u64, key: &str, outcome: &str, elapsed: Duration) {
+        self.pool.record_attempt(key_id, outcome == "success", elapsed);
+        self.metrics.attempt(&call.model, outcome, elapsed);
+        RequestTrace::update(|t| {
+            t.upstream += elapsed;
+            t.key = Some(key.to_string());
+        });
     }
 
     fn request(&self, call: &Call, lease: &Lease) -> reqwest::RequestBuilder {
@@ -146,7 +164,7 @@ impl Upstream {
     }
 
     /// Opens a stream, failing over between keys until one delivers its first event.
-    pub async fn open_stream(&self, call: &Call) -> Result<(EventStream, String), GatewayError> {
+    pub async fn open_stream(&self, call: &Call) -> Result<(EventStream, u64), GatewayError> {
         self.with_failover(call, |lease| self.attempt_stream(call, lease)).await
     }
 
@@ -170,10 +188,17 @@ impl Upstream {
                 }
                 Err(_) => break,
             };
-            tried.push(lease.key_id());
+            let key_id = lease.key_id();
+            tried.push(key_id);
             let key = lease.masked().to_string();
             let started = Instant::now();
-            match attempt(lease).await {
+            let result = attempt(lease).await;
+            let class = match &result {
+                Attempt::Done(_) => "success",
+                Attempt::Failed { outcome, .. } => outcome.class(),
+            };
+            self.book(call, key_id, &key, class, started.elapsed());
+            match result {
                 Attempt::Done(value) => {
                     tracing::info!(key = %key, model = %call.model, attempt = n, outcome = "success",
                         latency_ms = started.elapsed().as_millis() as u64, "upstream attempt");
@@ -260,7 +285,7 @@ impl Upstream {
             return Attempt::Done(Answer {
                 body,
                 key: lease.masked().to_string(),
-                attempts: 0,
+                key_id: lease.key_id(),
             });
         }
         let (outcome, error) = gemini::classify(status, &body);
@@ -273,7 +298,8 @@ impl Upstream {
         }
     }
 
-    async fn attempt_stream(&self, call: &Call, mut lease: Lease) -> Attempt<(EventStream, String)> {
+    async fn attempt_stream(&self, call: &Call, mut lease: Lease) -> Attempt<(EventStream, u64)> {
+        let started = Instant::now();
         let deadline = Instant::now() + self.settings.total_timeout;
         let first_byte = Instant::now() + self.settings.first_byte_timeout;
         let resp = match tokio::time::timeout_at(first_byte, self.request(call, &lease).send()).await {
@@ -331,7 +357,8 @@ impl Upstream {
             }
         };
         lease.report(&Outcome::Success);
-        let key = lease.masked().to_string();
+        self.metrics.first_token(&call.model, started.elapsed());
+        let key = lease.key_id();
         let state = Committed {
             body: Box::pin(body),
             parser,

@@ -35,6 +35,7 @@ fn with_retry_after(mut resp: Response, e: &GatewayError) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        crate::gateway::metrics::RequestTrace::update(|t| t.error_class = Some(self.0.class()));
         let resp = (status(self.0.status()), Json(self.0.to_openai())).into_response();
         with_retry_after(resp, &self.0)
     }
@@ -52,6 +53,7 @@ impl From<GatewayError> for GoogleError {
 
 impl IntoResponse for GoogleError {
     fn into_response(self) -> Response {
+        crate::gateway::metrics::RequestTrace::update(|t| t.error_class = Some(self.0.class()));
         let resp = (status(self.0.status()), Json(self.0.to_google())).into_response();
         with_retry_after(resp, &self.0)
     }

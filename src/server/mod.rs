@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod observe;
 pub mod routes;
 pub mod telemetry;
 
@@ -19,11 +20,14 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
 use crate::app::{shell, App};
+use crate::gateway::admin::{self, Admin};
 use crate::gateway::clock::SystemClock;
 use crate::gateway::config::Settings;
 use crate::gateway::media::MediaFetcher;
+use crate::gateway::metrics::Metrics;
 use crate::gateway::pool::KeyPool;
 use crate::gateway::service::Gateway;
+use crate::gateway::store::Store;
 use crate::gateway::upstream::Upstream;
 
 /// Shared state of every handler.
@@ -31,6 +35,44 @@ use crate::gateway::upstream::Upstream;
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub gateway: Gateway,
+    pub admin: Admin,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// The Prometheus text of all metrics.
+    pub fn admin_metrics(&self) -> String {
+        self.metrics.render(self.gateway.upstream().pool())
+    }
+}
+
+/// The admin JSON API, mounted at `/admin/api`.
+fn admin_api(state: &AppState) -> Router<AppState> {
+    use routes::admin;
+    Router::new()
+        .route("/keys", get(admin::keys).post(admin::add_keys))
+        .route("/keys/{id}", axum::routing::delete(admin::remove_key))
+        .route("/keys/{id}/{action}", post(admin::key_action))
+        .route("/summary", get(admin::summary))
+        .route("/validate", get(admin::validation_progress).post(admin::validate_all))
+        .fallback(admin::not_found_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ))
+}
+
+/// A random request id for `x-request-id`, unless the client sent one.
+#[derive(Clone, Default)]
+struct MakeId;
+
+impl tower_http::request_id::MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<tower_http::request_id::RequestId> {
+        let id = crate::gateway::translate::new_id("req_");
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(tower_http::request_id::RequestId::new)
+    }
 }
 
 /// The router for the OpenAI-compatible API, mounted at `/v1` and `/api/v1`.
@@ -47,6 +89,7 @@ fn openai_api(state: &AppState) -> Router<AppState> {
             "/models/{name}",
             get(openai::get_model).post(routes::gemini::model_action),
         )
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
         .fallback(openai::not_found)
         .method_not_allowed_fallback(openai::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
@@ -59,6 +102,7 @@ fn gemini_api(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/models", get(gemini::list_models))
         .route("/models/{name}", get(gemini::get_model).post(gemini::model_action))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
         .fallback(gemini::not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
 }
@@ -95,9 +139,23 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1beta", native.clone())
         .nest("/gemini/v1beta", native.clone())
         .nest("/gemini/v1", native)
+        .nest("/admin/api", admin_api(&state))
         .route("/healthz", get(routes::health::healthz))
+        .route("/metrics", get(routes::admin::metrics))
         .with_state(state)
         .merge(site)
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(MakeId))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +171,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     background: Vec<JoinHandle<()>>,
+    admin: Admin,
 }
 
 impl Application {
@@ -121,33 +180,54 @@ impl Application {
             addr: settings.site_addr,
             source,
         })?;
-        let pool = Arc::new(KeyPool::new(
-            settings.api_keys.clone(),
-            settings.pool.clone(),
-            Arc::new(SystemClock),
-        ));
+        let (store, snapshot) =
+            Store::open(&settings.data_dir, settings.log_retention).map_err(StartupError::Client)?;
+        let (keys, manual) = admin::startup_keys(&settings.api_keys, &snapshot);
+        let pool = Arc::new(KeyPool::new(keys, settings.pool.clone(), Arc::new(SystemClock)));
+        for fingerprint in manual {
+            pool.set_manual(&fingerprint, true);
+        }
+        for c in &snapshot.counters {
+            pool.restore_counters(&c.fingerprint, c.requests, c.failures, c.tokens);
+        }
+        let metrics = Arc::new(Metrics::default());
         let upstream = Arc::new(
             Upstream::new(
                 &settings.base_url,
-                pool,
+                pool.clone(),
                 settings.upstream.clone(),
                 settings.max_retries,
+                metrics.clone(),
             )
             .map_err(StartupError::Client)?,
         );
         if !assets::site_present() {
             tracing::warn!("the web UI was not built into this binary (run `cargo leptos build --release`); the API works without it");
         }
-        let background = vec![tokio::spawn(upstream.clone().run_revalidation())];
+        let admin = Admin::new(pool, upstream.clone(), store, &settings.api_keys);
+        let saver = admin.clone();
+        let background = vec![
+            tokio::spawn(upstream.clone().run_revalidation()),
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+                loop {
+                    tick.tick().await;
+                    saver.save_counters();
+                }
+            }),
+        ];
         let media = MediaFetcher::new(settings.media.clone()).map_err(StartupError::Client)?;
         let state = AppState {
             settings: Arc::new(settings),
             gateway: Gateway::new(upstream, media),
+            admin: admin.clone(),
+            metrics,
         };
         Ok(Self {
             listener,
             router: router(state),
             background,
+            admin,
         })
     }
 
@@ -163,17 +243,26 @@ impl Application {
 
     /// Serves until ctrl-c or SIGTERM, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and flushes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let Application {
             listener,
             router,
             background,
+            admin,
         } = self;
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
         for task in background {
             task.abort();
         }
+        admin.save_counters();
+        admin.store().flush().await;
         result
     }
 }

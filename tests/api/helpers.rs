@@ -30,6 +30,7 @@ pub async fn spawn_app_with(keys: &[&str], extra: &[(&str, &str)]) -> TestApp {
         ("LEPTOS_SITE_ADDR".into(), "127.0.0.1:0".into()),
         ("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS".into(), "2".into()),
         ("UPSTREAM_TOTAL_TIMEOUT_SECS".into(), "10".into()),
+        ("DATA_DIR".into(), temp_dir().to_string_lossy().into_owned()),
     ]);
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
@@ -44,6 +45,16 @@ pub async fn spawn_app_with(keys: &[&str], extra: &[(&str, &str)]) -> TestApp {
         mock_base: format!("http://{mock_addr}"),
         http: reqwest::Client::new(),
     }
+}
+
+/// A fresh, empty folder for one app's data.
+pub fn temp_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("gb-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 pub fn chat_body(text: &str) -> Value {

@@ -2,6 +2,7 @@
 //! with a real HTTP client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod errors_auth;
 mod gemini_native;
 mod helpers;

@@ -137,6 +137,11 @@ impl StreamTranslator {
         (!choices.is_empty()).then(|| self.chunk(choices, None))
     }
 
+    /// The last usage reported by the stream.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
     /// The usage chunk (`choices: []`) to send before `[DONE]`, when the client asked for it.
     pub fn usage_chunk(&self) -> Option<ChatCompletionChunk> {
         self.include_usage

@@ -19,18 +19,25 @@ use crate::gateway::openai::ChatCompletionRequest;
 use crate::gateway::service::StreamItem;
 use crate::server::auth::{bearer_from, check_bearer, is_google_style};
 use crate::server::error::{openai_error, parse_body, ApiError};
+use crate::server::observe::ModelLabel;
 use crate::server::routes::gemini;
 use crate::server::AppState;
 
-pub async fn chat_completions(
-    State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let req: ChatCompletionRequest = parse_body(body)?;
+pub async fn chat_completions(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let req: ChatCompletionRequest = match parse_body(body) {
+        Ok(r) => r,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let mut resp = chat(&state, &req).await.unwrap_or_else(IntoResponse::into_response);
+    resp.extensions_mut().insert(ModelLabel(req.model.clone()));
+    resp
+}
+
+async fn chat(state: &AppState, req: &ChatCompletionRequest) -> Result<Response, ApiError> {
     if !req.stream {
-        return Ok(Json(state.gateway.chat(&req).await?).into_response());
+        return Ok(Json(state.gateway.chat(req).await?).into_response());
     }
-    let stream = state.gateway.chat_stream(&req).await?;
+    let stream = state.gateway.chat_stream(req).await?;
     let events = stream.map(|item| {
         Ok::<_, Infallible>(match item {
             StreamItem::Chunk(json) | StreamItem::Error(json) => Event::default().data(json),

@@ -1,0 +1,71 @@
+//! Types of the admin JSON API (`/admin/api/…`), shared by the server and the admin page.
+
+use serde::{Deserialize, Serialize};
+
+/// One key as the admin view shows it: masked, never the key itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyView {
+    /// Stable id (first 12 hex digits of the key's SHA-256).
+    pub id: String,
+    pub masked: String,
+    /// active, half_open, cooling_down, rate_limited, disabled, probing, manual_disabled.
+    pub state: String,
+    /// Seconds until the key is expected back, when it is waiting.
+    pub available_in_secs: Option<u64>,
+    pub reason: Option<KeyReason>,
+    pub consecutive_failures: u32,
+    pub rate_limited_models: Vec<String>,
+    pub requests_hour: u32,
+    pub success_rate_hour: Option<f64>,
+    pub requests_day: u32,
+    pub success_rate_day: Option<f64>,
+    pub avg_latency_ms_hour: Option<u64>,
+    pub tokens_total: u64,
+    pub requests_total: u64,
+    /// Seconds since the Unix epoch.
+    pub last_used: Option<u64>,
+}
+
+/// The last error a key saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyReason {
+    pub class: String,
+    pub message: String,
+    pub at: u64,
+}
+
+/// Pool-wide figures for the admin view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolSummary {
+    pub keys_total: usize,
+    pub keys_by_state: Vec<(String, usize)>,
+    pub requests_last_minute: u32,
+    pub requests_last_hour: u32,
+    pub success_rate_last_hour: Option<f64>,
+    /// Upstream attempts by outcome class since start.
+    pub attempts_by_outcome: Vec<(String, u64)>,
+    /// Requests per minute over the last hour, oldest first.
+    pub timeline: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddKeys {
+    /// Keys separated by commas, spaces or new lines.
+    pub keys: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddKeysResult {
+    pub added: usize,
+    pub duplicates: usize,
+}
+
+/// Progress of a "validate all" run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ValidationProgress {
+    pub running: bool,
+    pub done: usize,
+    pub total: usize,
+    pub working: usize,
+    pub failing: usize,
+}

@@ -1,0 +1,228 @@
+//! In-process metrics rendered in Prometheus's text format, and the per-request trace that
+//! handlers and the upstream client fill in (upstream time, key, tokens) for logs and metrics.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::pool::KeyPool;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const OVERHEAD_BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1];
+
+#[derive(Debug, Clone)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+    fn observe(&mut self, v: f64) {
+        for (i, b) in self.bounds.iter().enumerate() {
+            if v <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16, String), u64>,
+    attempts: BTreeMap<(String, String), u64>,
+    upstream_latency: BTreeMap<String, Histogram>,
+    ttft: BTreeMap<String, Histogram>,
+    overhead: Option<Histogram>,
+}
+
+/// The gateway's counters and histograms. One short lock per observation.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One finished request to the gateway.
+    pub fn request(&self, route: &str, model: &str, status: u16, error_class: &str) {
+        *self
+            .lock()
+            .requests
+            .entry((route.into(), model.into(), status, error_class.into()))
+            .or_insert(0) += 1;
+    }
+
+    /// One upstream attempt and its outcome class.
+    pub fn attempt(&self, model: &str, outcome: &str, latency: Duration) {
+        let mut inner = self.lock();
+        *inner.attempts.entry((model.into(), outcome.into())).or_insert(0) += 1;
+        inner
+            .upstream_latency
+            .entry(model.into())
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Time from sending a streaming request upstream to its first event.
+    pub fn first_token(&self, model: &str, latency: Duration) {
+        self.lock()
+            .ttft
+            .entry(model.into())
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Time the gateway itself spent on a request (total minus waiting on Gemini).
+    pub fn overhead(&self, d: Duration) {
+        self.lock()
+            .overhead
+            .get_or_insert_with(|| Histogram::new(OVERHEAD_BUCKETS))
+            .observe(d.as_secs_f64());
+    }
+
+    /// Upstream attempts by outcome class, summed over models.
+    pub fn attempts_by_outcome(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((_, outcome), n) in &self.lock().attempts {
+            *out.entry(outcome.clone()).or_insert(0) += n;
+        }
+        out
+    }
+
+    pub fn render(&self, pool: &KeyPool) -> String {
+        let inner = self.lock();
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP gb_requests_total Requests answered by the gateway.\n# TYPE gb_requests_total counter\n");
+        for ((route, model, status, class), n) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "gb_requests_total{{route=\"{}\",model=\"{}\",status=\"{status}\",error_class=\"{}\"}} {n}",
+                escape(route),
+                escape(model),
+                escape(class)
+            );
+        }
+        out.push_str("# HELP gb_upstream_attempts_total Upstream attempts by outcome.\n# TYPE gb_upstream_attempts_total counter\n");
+        for ((model, outcome), n) in &inner.attempts {
+            let _ = writeln!(
+                out,
+                "gb_upstream_attempts_total{{model=\"{}\",outcome=\"{}\"}} {n}",
+                escape(model),
+                escape(outcome)
+            );
+        }
+        out.push_str("# HELP gb_upstream_latency_seconds Duration of upstream attempts.\n# TYPE gb_upstream_latency_seconds histogram\n");
+        for (model, h) in &inner.upstream_latency {
+            h.render(
+                &mut out,
+                "gb_upstream_latency_seconds",
+                &format!("model=\"{}\"", escape(model)),
+            );
+        }
+        out.push_str("# HELP gb_time_to_first_token_seconds Time to the first upstream stream event.\n# TYPE gb_time_to_first_token_seconds histogram\n");
+        for (model, h) in &inner.ttft {
+            h.render(
+                &mut out,
+                "gb_time_to_first_token_seconds",
+                &format!("model=\"{}\"", escape(model)),
+            );
+        }
+        out.push_str("# HELP gb_gateway_overhead_seconds Time spent in the gateway itself, not waiting on Gemini.\n# TYPE gb_gateway_overhead_seconds histogram\n");
+        if let Some(h) = &inner.overhead {
+            h.render(&mut out, "gb_gateway_overhead_seconds", "");
+        }
+        drop(inner);
+        let status = pool.status();
+        let mut by_state: BTreeMap<&str, u64> = [
+            "active",
+            "half_open",
+            "cooling_down",
+            "rate_limited",
+            "disabled",
+            "probing",
+            "manual_disabled",
+        ]
+        .into_iter()
+        .map(|s| (s, 0))
+        .collect();
+        out.push_str("# HELP gb_key_state Current state of each key (1 for its state), labelled by key id and masked key.\n# TYPE gb_key_state gauge\n");
+        for k in &status {
+            *by_state.entry(k.state).or_insert(0) += 1;
+            let _ = writeln!(
+                out,
+                "gb_key_state{{key_id=\"{}\",key=\"{}\",state=\"{}\"}} 1",
+                k.fingerprint,
+                escape(&k.masked),
+                k.state
+            );
+        }
+        out.push_str("# HELP gb_keys Keys by state.\n# TYPE gb_keys gauge\n");
+        for (state, n) in by_state {
+            let _ = writeln!(out, "gb_keys{{state=\"{state}\"}} {n}");
+        }
+        out
+    }
+}
+
+/// What one request did upstream, filled in as it runs (task-local, see [`RequestTrace::scope`]).
+#[derive(Debug, Default, Clone)]
+pub struct RequestTrace {
+    pub upstream: Duration,
+    pub key: Option<String>,
+    pub tokens: u64,
+    pub error_class: Option<&'static str>,
+}
+
+tokio::task_local! {
+    static TRACE: RefCell<RequestTrace>;
+}
+
+impl RequestTrace {
+    /// Runs `fut` with a fresh trace and returns the trace with its output.
+    pub async fn scope<F: std::future::Future>(fut: F) -> (F::Output, RequestTrace) {
+        TRACE
+            .scope(RefCell::new(RequestTrace::default()), async move {
+                let out = fut.await;
+                let trace = TRACE.with(|t| t.borrow().clone());
+                (out, trace)
+            })
+            .await
+    }
+
+    /// Updates the current request's trace, if there is one.
+    pub fn update(f: impl FnOnce(&mut RequestTrace)) {
+        let _ = TRACE.try_with(|t| f(&mut t.borrow_mut()));
+    }
+}
