@@ -672,7 +672,7 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
             if config.get("responseLogprobs") == Some(&json!(true)) {
                 let chosen: Vec<Value> = words
                     .iter()
-                    .map(|w| json!({"token": w, "logProbability": -0.25}))
+                    .map(|w| json!({"token": w.trim(), "logProbability": -0.25}))
                     .collect();
                 let top: Vec<Value> = words
                     .iter()
@@ -735,8 +735,11 @@ fn merge_events(events: &[Value]) -> Value {
                     }
                 }
             }
-            if let Some(f) = c.get("finishReason") {
-                target["finishReason"] = f.clone();
+            // Everything else on the candidate (finishReason, logprobsResult, groundingMetadata…).
+            for (k, v) in c.as_object().into_iter().flatten() {
+                if k != "content" && k != "index" {
+                    target[k.as_str()] = v.clone();
+                }
             }
         }
         for key in ["usageMetadata", "modelVersion", "responseId", "promptFeedback"] {

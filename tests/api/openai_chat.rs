@@ -142,3 +142,30 @@ async fn tool_calls_come_back_as_openai_tool_calls() {
         "get_weather"
     );
 }
+
+#[tokio::test]
+async fn logprobs_and_grounding_reach_the_client() {
+    let app = spawn_app(&["key-aaaaaaaaaaaa1"]).await;
+    let (status, body) = app
+        .chat_json(
+            &json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi there"}],
+            "logprobs": true, "top_logprobs": 2, "google": {"tools": [{"google_search": {}}]}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = app.mock.stats().last_body.unwrap();
+    assert_eq!(sent["generationConfig"]["responseLogprobs"], true);
+    assert_eq!(sent["generationConfig"]["logprobs"], 2);
+    assert_eq!(sent["tools"], json!([{"googleSearch": {}}]));
+    let tokens: Vec<&str> = body["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, ["Echo:", "hi", "there"]);
+    assert_eq!(
+        body["choices"][0]["message"]["annotations"][0]["url_citation"]["url"],
+        "https://example.com/source"
+    );
+}
