@@ -20,7 +20,8 @@ const gateway = (port: number, extra: Record<string, string>) => ({
   reuseExistingServer: false,
   timeout: 60_000,
   env: {
-    GEMINI_API_KEYS: "AIzaE2eKeyOne00000000001,AIzaE2eKeyTwo00000000002",
+    GEMINI_API_KEYS: "AIzaE2eKeyOne00000000001,AIzaE2eKeyTwo00000000002,AIzaE2eKeyinvalid000003",
+    KEY_REVALIDATE_SECS: "3600",
     GEMINI_BASE_URL: MOCK,
     LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
     RUST_LOG: "warn",
@@ -59,6 +60,6 @@ export default defineConfig({
       env: { MOCK_CHUNK_DELAY_MS: "60" },
     },
     gateway(39401, {}),
-    gateway(39402, { ALLOWED_TOKENS: "e2e-token" }),
+    gateway(39402, { ALLOWED_TOKENS: "e2e-token", ADMIN_TOKEN: "e2e-admin" }),
   ],
 });

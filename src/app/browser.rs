@@ -215,6 +215,37 @@ mod imp {
         }
     }
 
+    /// A JSON request to the admin API with the admin token; returns status and body text.
+    pub async fn admin_call(
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<String>,
+    ) -> Result<(u16, String), String> {
+        let auth = format!("Bearer {token}");
+        let builder = match method {
+            "POST" => gloo_net::http::Request::post(path),
+            "DELETE" => gloo_net::http::Request::delete(path),
+            _ => gloo_net::http::Request::get(path),
+        }
+        .header("authorization", &auth);
+        let resp = match body {
+            Some(b) => {
+                builder
+                    .header("content-type", "application/json")
+                    .body(b)
+                    .map_err(|e| e.to_string())?
+                    .send()
+                    .await
+            }
+            None => builder.send().await,
+        }
+        .map_err(|e| format!("Could not reach the gateway: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Ok((status, text))
+    }
+
     /// Reads the files chosen in a file input as data URLs.
     pub async fn read_files(input: web_sys::HtmlInputElement) -> Vec<String> {
         let mut out = Vec::new();
@@ -273,6 +304,15 @@ mod imp {
             None
         }
         pub fn abort(&self) {}
+    }
+
+    pub async fn admin_call(
+        _method: &str,
+        _path: &str,
+        _token: &str,
+        _body: Option<String>,
+    ) -> Result<(u16, String), String> {
+        Err("the admin view runs in the browser".into())
     }
 
     pub async fn stream_chat(

@@ -1,5 +1,6 @@
 //! The Leptos UI, compiled for both the server (SSR) and the browser (hydrate).
 
+pub mod admin;
 pub mod browser;
 pub mod chat;
 pub mod markdown;
@@ -41,6 +42,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFound>
                     <Route path=StaticSegment("") view=chat::ChatPage/>
+                    <Route path=StaticSegment("admin") view=admin::AdminPage/>
             </Routes>
         </Router>
     }
