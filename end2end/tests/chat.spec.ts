@@ -139,3 +139,29 @@ test("screenshots, desktop and phone", async ({ page }) => {
   await page.setViewportSize({ width: 1280, height: 800 });
   await page.screenshot({ path: path.join(SHOTS, "desktop-dark.png") });
 });
+
+test("code blocks can be copied and images attached", async ({ page, context }) => {
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: OPEN });
+  await open(page);
+  await send(page, "```\nlet answer = 42;\n```");
+  const copy = page.locator(".message.assistant .codeblock .copy").last();
+  await expect(copy).toBeVisible();
+  await expect(page.locator(".message.streaming")).toHaveCount(0);
+  await copy.click();
+  await expect(copy).toHaveText("Copied");
+  expect(await page.evaluate(() => navigator.clipboard.readText())).toContain("let answer = 42;");
+
+  // A 1×1 PNG, attached through the file input, travels as inline data to Gemini.
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+    "base64",
+  );
+  await page.locator("input[type=file]").setInputFiles({ name: "dot.png", mimeType: "image/png", buffer: png });
+  await expect(page.getByRole("img", { name: "Attachment 1" })).toBeVisible();
+  await send(page, "what is in the picture");
+  await expect(page.locator(".message.user img").last()).toBeVisible();
+  await expect(page.locator(".message.assistant .bubble").last()).toHaveText("Echo: what is in the picture");
+  const sent = (await mockStats(page)).last_body;
+  const parts = sent.contents[sent.contents.length - 1].parts;
+  expect(parts.some((p: any) => p.inlineData?.mimeType === "image/png" && p.inlineData.data === png.toString("base64"))).toBe(true);
+});

@@ -83,12 +83,16 @@ pub async fn list_models(
     if let Err(resp) = check_auth(&state, &headers, &query) {
         return resp;
     }
-    let version = api_version(uri.path());
+    native_get(&state, uri.path(), None, &query).await
+}
+
+/// A native GET (`models`, `models/{model}`), answered with Gemini's body unchanged.
+async fn native_get(state: &AppState, path: &str, model: Option<String>, query: &HashMap<String, String>) -> Response {
     let call = NativeCall {
-        version,
-        model: None,
+        version: api_version(path),
+        model,
         action: None,
-        query: forwarded_query(&query),
+        query: forwarded_query(query),
         body: None,
     };
     match state.gateway.native(&call).await {
@@ -108,20 +112,8 @@ pub async fn get_model(
     if let Err(resp) = check_auth(&state, &headers, &query) {
         return resp;
     }
-    let version = api_version(uri.path());
-    let model = match model_id(&name) {
-        Ok(m) => m,
-        Err(e) => return GoogleError(e).into_response(),
-    };
-    let call = NativeCall {
-        version,
-        model: Some(model),
-        action: None,
-        query: forwarded_query(&query),
-        body: None,
-    };
-    match state.gateway.native(&call).await {
-        Ok(body) => json_response(body),
+    match model_id(&name) {
+        Ok(model) => native_get(&state, uri.path(), Some(model), &query).await,
         Err(e) => GoogleError(e).into_response(),
     }
 }
