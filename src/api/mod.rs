@@ -73,7 +73,9 @@ pub struct UiConfig {
 pub const DEFAULT_MODEL: &str = "gemini-2.5-flash";
 
 /// Whether the server wants a token, and the default model.
-#[server(prefix = "/api/ui")]
+// Fixed endpoints: the default adds a hash of the build path, which must then match between the
+// server and the WASM build; a fixed name cannot drift.
+#[server(prefix = "/api/ui", endpoint = "config")]
 pub async fn get_ui_config() -> Result<UiConfig, ServerFnError> {
     let state = expect_context::<crate::server::AppState>();
     Ok(UiConfig {
@@ -83,7 +85,7 @@ pub async fn get_ui_config() -> Result<UiConfig, ServerFnError> {
 }
 
 /// Chat-capable model ids, for the model picker. Checks the token like the API does.
-#[server(prefix = "/api/ui")]
+#[server(prefix = "/api/ui", endpoint = "models")]
 pub async fn list_models(token: String) -> Result<Vec<String>, ServerFnError> {
     let state = expect_context::<crate::server::AppState>();
     if !crate::server::auth::is_allowed(&state, Some(token.as_str()).filter(|t| !t.is_empty())) {
@@ -105,11 +107,24 @@ pub async fn list_models(token: String) -> Result<Vec<String>, ServerFnError> {
 }
 
 /// Whether a token is accepted by this gateway.
-#[server(prefix = "/api/ui")]
+#[server(prefix = "/api/ui", endpoint = "check_token")]
 pub async fn check_token(token: String) -> Result<bool, ServerFnError> {
     let state = expect_context::<crate::server::AppState>();
     Ok(crate::server::auth::is_allowed(
         &state,
         Some(token.as_str()).filter(|t| !t.is_empty()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leptos::server_fn::ServerFn;
+
+    #[test]
+    fn server_function_urls_do_not_depend_on_the_build() {
+        assert_eq!(GetUiConfig::PATH, "/api/ui/config");
+        assert_eq!(ListModels::PATH, "/api/ui/models");
+        assert_eq!(CheckToken::PATH, "/api/ui/check_token");
+    }
 }
