@@ -283,11 +283,20 @@ pub fn AdminPage() -> impl IntoView {
                 <section class="cards" aria-label="Pool totals">
                     {move || summary.get().map(|s| {
                         let states = s.keys_by_state.iter().map(|(st, n)| view! { <span class=format!("badge {st}")>{state_label(st)}" "{*n}</span> }).collect_view();
-                        let errors = s.attempts_by_outcome.iter().filter(|(o, _)| o != "success").map(|(o, n)| view! { <li>{o.replace('_', " ")}": "{*n}</li> }).collect_view();
+                        let attempts: u64 = s.attempts_by_outcome.iter().map(|(_, n)| *n).sum::<u64>().max(1);
+                        let errors = s
+                            .attempts_by_outcome
+                            .iter()
+                            .filter(|(o, _)| o != "success")
+                            .map(|(o, n)| {
+                                let share = *n as f64 * 100.0 / attempts as f64;
+                                view! { <li>{o.replace('_', " ")}": "{*n}" ("{format!("{share:.1}%")}" of attempts)"</li> }
+                            })
+                            .collect_view();
                         view! {
                             <div class="card"><h3>"Keys"</h3><p class="big">{s.keys_total}</p><div class="states">{states}</div></div>
                             <div class="card"><h3>"Requests / min"</h3><p class="big">{s.requests_last_minute}</p><p class="muted small">{s.requests_last_hour}" in the last hour"</p></div>
-                            <div class="card"><h3>"Success (1h)"</h3><p class="big">{pct(s.success_rate_last_hour)}</p><ul class="errors small">{errors}</ul></div>
+                            <div class="card"><h3>"Success (1h) · errors by class"</h3><p class="big">{pct(s.success_rate_last_hour)}</p><ul class="errors small">{errors}</ul></div>
                         }
                     })}
                     <div class="card wide"><h3>"Last hour"</h3>{chart}</div>

@@ -181,6 +181,11 @@ async fn the_binary_never_logs_keys() {
     std::fs::remove_dir_all(&dir).ok();
     assert!(ok, "server did not answer: {out}");
     assert!(out.contains("upstream attempt"), "attempts are logged: {out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("request{id=req_") && l.contains("upstream attempt")),
+        "log lines carry the request id: {out}"
+    );
     assert!(out.contains("AIza…x7Q"), "masked form is logged");
     assert!(
         !out.contains(KEY) && !out.contains(bad),
