@@ -15,6 +15,9 @@ pub struct KeyView {
     pub reason: Option<KeyReason>,
     pub consecutive_failures: u32,
     pub rate_limited_models: Vec<String>,
+    /// Models this key has a quota of 0 for (out for them until re-validated).
+    #[serde(default)]
+    pub unavailable_models: Vec<String>,
     pub requests_hour: u32,
     pub success_rate_hour: Option<f64>,
     pub requests_day: u32,
@@ -68,4 +71,7 @@ pub struct ValidationProgress {
     pub total: usize,
     pub working: usize,
     pub failing: usize,
+    /// Probes that told nothing (Google busy, slow or unreachable): those keys kept their state.
+    #[serde(default)]
+    pub inconclusive: usize,
 }

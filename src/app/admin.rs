@@ -313,7 +313,7 @@ pub fn AdminPage() -> impl IntoView {
                     <button on:click=move |_| act("POST", "/admin/api/validate".into(), None, "Validation started.")>"Validate all"</button>
                     {move || progress.get().map(|p| view! {
                         <span class="progress" role="status">
-                            {if p.running { "Validating " } else { "Validated " }}{p.done}" / "{p.total}" · "{p.working}" working · "{p.failing}" failing"
+                            {if p.running { "Validating " } else { "Validated " }}{p.done}" / "{p.total}" · "{p.working}" working · "{p.failing}" failing · "{p.inconclusive}" inconclusive"
                         </span>
                     })}
                 </section>

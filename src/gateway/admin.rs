@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 
-use super::pool::{KeyPool, KeyStatus};
+use super::pool::{KeyPool, KeyStatus, Verdict};
 use super::secret::Secret;
 use super::store::{Snapshot, Store, StoredCounters, StoredKey};
 use super::upstream::Upstream;
@@ -35,6 +35,7 @@ impl From<KeyStatus> for KeyView {
             }),
             consecutive_failures: s.consecutive_failures,
             rate_limited_models: s.rate_limited_models,
+            unavailable_models: s.unavailable_models,
             requests_hour: s.last_hour.requests,
             success_rate_hour: rate(s.last_hour.successes, s.last_hour.requests),
             requests_day: s.last_day.requests,
@@ -202,13 +203,14 @@ impl Admin {
         self.pool.reset(fingerprint)
     }
 
-    /// Probes one key now; returns whether it works.
-    pub async fn validate(&self, fingerprint: &str) -> Option<bool> {
+    /// Probes one key now. Only a rejection by Google disables it; an inconclusive probe
+    /// (Google busy or unreachable) changes nothing.
+    pub async fn validate(&self, fingerprint: &str) -> Option<Verdict> {
         let entry = self.pool.find(fingerprint)?;
-        let works = self.upstream.probe(entry.secret()).await;
-        self.pool
-            .validated(&entry, works, "validation failed: the key was rejected by Gemini");
-        Some(works)
+        let verdict = self.upstream.probe(entry.secret()).await;
+        tracing::info!(key = %entry.masked(), verdict = ?verdict, "key validated by an operator");
+        self.pool.validated(&entry, &verdict);
+        Some(verdict)
     }
 
     /// Starts validating every key (4 at a time) in the background; see [`Admin::progress`].
@@ -224,21 +226,23 @@ impl Admin {
             total: ids.len(),
             working: 0,
             failing: 0,
+            inconclusive: 0,
         };
         let snapshot = p.clone();
         drop(p);
         let admin = self.clone();
         tokio::spawn(async move {
             futures::stream::iter(ids)
-                .for_each_concurrent(4, |id| {
+                .for_each_concurrent(8, |id| {
                     let admin = admin.clone();
                     async move {
-                        let works = admin.validate(&id).await;
+                        let verdict = admin.validate(&id).await;
                         let mut p = admin.progress.lock().unwrap_or_else(|e| e.into_inner());
                         p.done += 1;
-                        match works {
-                            Some(true) => p.working += 1,
-                            Some(false) => p.failing += 1,
+                        match verdict {
+                            Some(Verdict::Works) => p.working += 1,
+                            Some(Verdict::Rejected(_)) => p.failing += 1,
+                            Some(Verdict::Inconclusive(_)) => p.inconclusive += 1,
                             None => {}
                         }
                     }

@@ -10,6 +10,9 @@ use super::secret::Secret;
 
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
+/// The longest duration any setting may have (a year): keeps time arithmetic from overflowing.
+const MAX_SECS: f64 = 365.0 * 86_400.0;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub api_keys: Vec<Secret>,
@@ -25,7 +28,17 @@ pub struct Settings {
     pub site_root: PathBuf,
     pub data_dir: PathBuf,
     pub log_retention: Duration,
+    /// Upper bound on request-log rows kept (oldest pruned first, in batches).
+    pub log_max_rows: u64,
     pub log_json: bool,
+    /// How long in-flight requests and streams may run on after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Connections held at once (each open stream holds one, plus one upstream).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// The model key validation and probes ask `countTokens` of.
+    pub probe_model: String,
 }
 
 /// Health-tracking knobs of the key pool.
@@ -46,8 +59,16 @@ pub struct PoolSettings {
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     pub connect_timeout: Duration,
+    /// Nothing at all from Google (no response headers) for this long: the key is abandoned and
+    /// the request moves on to the next one.
     pub first_byte_timeout: Duration,
+    /// After Google accepted a stream, the longest wait for its next event (also for the first:
+    /// a thinking model may be silent for minutes).
+    pub idle_timeout: Duration,
+    /// Deadline of a whole non-streaming answer. Streams that keep sending are not bound by it.
     pub total_timeout: Duration,
+    /// Deadline of one key probe (validation, re-validation).
+    pub probe_timeout: Duration,
     pub http2: bool,
 }
 
@@ -116,11 +137,17 @@ impl Settings {
                     if !(n.is_finite() && n > 0.0) {
                         return Err(err(name, format!("must be a positive number of seconds, got {v:?}")));
                     }
+                    if n > MAX_SECS {
+                        return Err(err(
+                            name,
+                            format!("must be at most {MAX_SECS} seconds (a year), got {v:?}"),
+                        ));
+                    }
                     Ok(Duration::from_secs_f64(n))
                 }
             }
         };
-        let count = |name: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+        let count = |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
             match get(name) {
                 None => Ok(default),
                 Some(v) => {
@@ -129,6 +156,9 @@ impl Settings {
                         .map_err(|_| err(name, format!("expected a whole number, got {v:?}")))?;
                     if n < min {
                         return Err(err(name, format!("must be at least {min}, got {n}")));
+                    }
+                    if n > max {
+                        return Err(err(name, format!("must be at most {max}, got {n}")));
                     }
                     Ok(n)
                 }
@@ -144,7 +174,7 @@ impl Settings {
         };
 
         let pool = PoolSettings {
-            max_failures: count("MAX_FAILURES", 3, 1)? as u32,
+            max_failures: count("MAX_FAILURES", 3, 1, 1000)? as u32,
             cooldown: secs("KEY_COOLDOWN_SECS", 60)?,
             cooldown_max: secs("KEY_COOLDOWN_MAX_SECS", 1800)?,
             revalidate: secs("KEY_REVALIDATE_SECS", 300)?,
@@ -166,8 +196,10 @@ impl Settings {
 
         let upstream = UpstreamSettings {
             connect_timeout: secs("UPSTREAM_CONNECT_TIMEOUT_SECS", 10)?,
-            first_byte_timeout: secs("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", 60)?,
+            first_byte_timeout: secs("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", 30)?,
+            idle_timeout: secs("UPSTREAM_IDLE_TIMEOUT_SECS", 300)?,
             total_timeout: secs("UPSTREAM_TOTAL_TIMEOUT_SECS", 600)?,
+            probe_timeout: secs("KEY_PROBE_TIMEOUT_SECS", 10)?,
             http2: flag("UPSTREAM_HTTP2", false)?,
         };
         if upstream.total_timeout < upstream.first_byte_timeout {
@@ -201,20 +233,27 @@ impl Settings {
             base_url,
             allowed_tokens,
             admin_token,
-            max_retries: count("MAX_RETRIES", 3, 1)? as u32,
+            max_retries: count("MAX_RETRIES", 3, 1, 100)? as u32,
             pool,
             upstream,
-            max_body_bytes: count("MAX_BODY_BYTES", 20 * 1024 * 1024, 1024)? as usize,
+            max_body_bytes: count("MAX_BODY_BYTES", 20 * 1024 * 1024, 1024, 1 << 32)? as usize,
             media: super::media::MediaSettings {
-                max_bytes: count("MEDIA_FETCH_MAX_BYTES", 20 * 1024 * 1024, 1)? as usize,
+                max_bytes: count("MEDIA_FETCH_MAX_BYTES", 20 * 1024 * 1024, 1, 1 << 32)? as usize,
+                max_total_bytes: count("MEDIA_FETCH_MAX_TOTAL_BYTES", 40 * 1024 * 1024, 1, 1 << 34)? as usize,
+                max_urls: count("MEDIA_FETCH_MAX_URLS", 16, 0, 1000)? as usize,
                 timeout: secs("MEDIA_FETCH_TIMEOUT_SECS", 10)?,
                 allow_private: flag("MEDIA_FETCH_ALLOW_PRIVATE", false)?,
             },
             site_addr,
             site_root: PathBuf::from(get("LEPTOS_SITE_ROOT").unwrap_or("target/site")),
             data_dir: PathBuf::from(get("DATA_DIR").unwrap_or("./data")),
-            log_retention: Duration::from_secs(count("LOG_RETENTION_DAYS", 7, 1)? * 86_400),
+            log_retention: Duration::from_secs(count("LOG_RETENTION_DAYS", 7, 1, 3650)? * 86_400),
+            log_max_rows: count("LOG_MAX_ROWS", 1_000_000, 1000, 1 << 40)?,
             log_json: get("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+            shutdown_grace: secs("SHUTDOWN_GRACE_SECS", 20)?,
+            max_connections: count("MAX_CONNECTIONS", 16_384, 1, 1 << 24)? as usize,
+            header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 30)?,
+            probe_model: get("KEY_PROBE_MODEL").unwrap_or("gemini-2.5-flash").to_string(),
         })
     }
 }
@@ -262,6 +301,10 @@ mod tests {
         assert_eq!(e.setting, "MAX_FAILURES");
         let e = Settings::from_map(&map(&[("GEMINI_BASE_URL", "ftp://x")])).unwrap_err();
         assert_eq!(e.setting, "GEMINI_BASE_URL");
+        let e = Settings::from_map(&map(&[("KEY_COOLDOWN_MAX_SECS", "1e300")])).unwrap_err();
+        assert_eq!(e.setting, "KEY_COOLDOWN_MAX_SECS");
+        let e = Settings::from_map(&map(&[("LOG_RETENTION_DAYS", "18446744073709551615")])).unwrap_err();
+        assert_eq!(e.setting, "LOG_RETENTION_DAYS");
         let e = Settings::from_map(&map(&[("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", "-1")])).unwrap_err();
         assert_eq!(e.setting, "UPSTREAM_FIRST_BYTE_TIMEOUT_SECS");
         assert!(e.to_string().contains("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS"));

@@ -19,6 +19,9 @@ pub enum GatewayError {
         all_rate_limited: bool,
         total_keys: usize,
     },
+    /// Every key has a quota of 0 for this model: Google does not offer it to the pool's keys.
+    #[error("The model `{model}` is not available to any key in the pool: Google reports a quota limit of 0 for it (tier or region). Validate the keys after upgrading them.")]
+    ModelUnavailable { model: String },
     /// Google rejected the request for its content (4xx that is the client's fault): passed on.
     #[error("{}", .error.error.message)]
     UpstreamRejected {
@@ -62,6 +65,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::NoKeyAvailable { .. } => "no_key_available",
+            GatewayError::ModelUnavailable { .. } => "model_unavailable",
             GatewayError::UpstreamRejected { .. } => "upstream_rejected",
             GatewayError::UpstreamFailed { status: 429, .. } => "rate_limited",
             GatewayError::UpstreamFailed { status: 504, .. } => "upstream_timeout",
@@ -79,6 +83,7 @@ impl GatewayError {
                 all_rate_limited: true, ..
             } => 429,
             GatewayError::NoKeyAvailable { .. } => 503,
+            GatewayError::ModelUnavailable { .. } => 404,
             GatewayError::UpstreamRejected { status, .. } | GatewayError::UpstreamFailed { status, .. } => *status,
             GatewayError::BadUpstreamResponse { .. } => 502,
             GatewayError::PayloadTooLarge { .. } => 413,
@@ -105,6 +110,7 @@ impl GatewayError {
                 all_rate_limited: true, ..
             } => ("rate_limit_error", Some("rate_limit_exceeded"), None),
             GatewayError::NoKeyAvailable { .. } => ("service_unavailable", Some("no_key_available"), None),
+            GatewayError::ModelUnavailable { .. } => ("invalid_request_error", Some("model_not_found"), None),
             GatewayError::UpstreamRejected { status: 404, .. } => {
                 ("invalid_request_error", Some("model_not_found"), None)
             }

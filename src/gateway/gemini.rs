@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::pool::{FailureClass, Outcome, RetryAfter};
+use super::pool::{FailureClass, Outcome, RetryAfter, MAX_WAIT};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -295,10 +295,12 @@ impl ErrorBody {
             .and_then(parse_duration)
     }
 
-    /// The `quotaId`s and whether any violation names a model, from `QuotaFailure`.
-    fn quota_violations(&self) -> (Vec<&str>, bool) {
+    /// The `quotaId`s, whether any violation names a model, and whether any limit is 0, from
+    /// `QuotaFailure`.
+    fn quota_violations(&self) -> (Vec<&str>, bool, bool) {
         let mut ids = Vec::new();
         let mut per_model = false;
+        let mut zero = false;
         for d in self.detail("google.rpc.QuotaFailure") {
             for v in d.get("violations").and_then(Value::as_array).into_iter().flatten() {
                 if let Some(id) = v.get("quotaId").and_then(Value::as_str) {
@@ -306,16 +308,49 @@ impl ErrorBody {
                     per_model |= id.contains("PerModel");
                 }
                 per_model |= v.pointer("/quotaDimensions/model").is_some();
+                zero |= match v.get("quotaValue") {
+                    Some(Value::String(q)) => q.trim() == "0",
+                    Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+                    _ => false,
+                };
             }
         }
-        (ids, per_model)
+        (ids, per_model, zero)
+    }
+
+    /// Whether a 403 is about the key or its project rather than about the request: Google says
+    /// so in `ErrorInfo.reason`, or (for callers without a key) in the message.
+    pub fn is_key_scoped_denial(&self) -> bool {
+        const KEY_REASONS: &[&str] = &[
+            "API_KEY_INVALID",
+            "API_KEY_EXPIRED",
+            "API_KEY_SERVICE_BLOCKED",
+            "API_KEY_HTTP_REFERRER_BLOCKED",
+            "API_KEY_IP_ADDRESS_BLOCKED",
+            "API_KEY_ANDROID_APP_BLOCKED",
+            "API_KEY_IOS_APP_BLOCKED",
+            "CONSUMER_SUSPENDED",
+            "CONSUMER_INVALID",
+            "SERVICE_DISABLED",
+            "BILLING_DISABLED",
+            "PROJECT_DENIED",
+        ];
+        if self.reason().is_some_and(|r| KEY_REASONS.contains(&r)) {
+            return true;
+        }
+        let m = self.error.message.to_ascii_lowercase();
+        m.contains("unregistered callers")
+            || m.contains("api key was reported as leaked")
+            || m.contains("api key not valid")
+            || m.contains("api key expired")
     }
 }
 
-/// Parses a protobuf JSON `Duration` ("43s", "0.250s").
+/// Parses a protobuf JSON `Duration` ("43s", "0.250s"), clamped to [`MAX_WAIT`] so that no
+/// value Google (or anyone on the path) sends can overflow time arithmetic.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let secs: f64 = s.trim().strip_suffix('s')?.parse().ok()?;
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(MAX_WAIT.as_secs_f64())))
 }
 
 /// Decides what an upstream error response says about the key that got it.
@@ -338,9 +373,14 @@ pub fn classify(status: u16, body: &[u8]) -> (Outcome, ErrorBody) {
     let outcome = match status {
         400 if reason.starts_with("API_KEY_") => Outcome::InvalidKey { message },
         401 => Outcome::InvalidKey { message },
-        403 => Outcome::PermissionDenied { message },
+        403 if parsed.is_key_scoped_denial() => Outcome::PermissionDenied { message },
+        // Any other 403 is about the request (a file or cache of another project): not the key's.
+        403 => Outcome::ClientError,
+        429 if parsed.quota_violations().2 || message.contains("limit: 0,") || message.ends_with("limit: 0") => {
+            Outcome::ModelUnavailable { message }
+        }
         429 => {
-            let (ids, per_model) = parsed.quota_violations();
+            let (ids, per_model, _) = parsed.quota_violations();
             let daily = ids.iter().any(|id| id.contains("PerDay"));
             let retry_after = match parsed.retry_delay() {
                 // A per-day quota comes back after the daily reset, whatever the hint says.
@@ -365,6 +405,121 @@ pub fn classify(status: u16, body: &[u8]) -> (Outcome, ErrorBody) {
         _ => Outcome::ClientError,
     };
     (outcome, parsed)
+}
+
+/// Folds the events of `streamGenerateContent` into the one response `generateContent` would
+/// have given: per candidate, consecutive text parts of the same kind are joined, every other
+/// part is kept in order, and the other fields (finish reason, safety ratings, grounding…) and
+/// the top-level fields (usage, model version…) keep their last value. Fields the gateway does
+/// not know pass through unchanged.
+#[derive(Debug, Default)]
+pub struct ResponseMerger {
+    top: Map<String, Value>,
+    candidates: Vec<Map<String, Value>>,
+}
+
+/// Gemini allows at most 8 candidates; anything far beyond is not a real answer.
+const MAX_CANDIDATES: usize = 64;
+
+impl ResponseMerger {
+    /// Adds one event's JSON.
+    pub fn push(&mut self, event: &[u8]) -> Result<(), serde_json::Error> {
+        let Value::Object(event) = serde_json::from_slice::<Value>(event)? else {
+            return Ok(());
+        };
+        for (k, v) in event {
+            match (k.as_str(), v) {
+                ("candidates", Value::Array(cands)) => cands.into_iter().for_each(|c| self.merge_candidate(c)),
+                (_, v) => {
+                    self.top.insert(k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_candidate(&mut self, c: Value) {
+        let Value::Object(c) = c else { return };
+        let idx = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        if idx >= MAX_CANDIDATES {
+            return;
+        }
+        while self.candidates.len() <= idx {
+            let mut fresh = Map::new();
+            fresh.insert("content".into(), serde_json::json!({"parts": [], "role": "model"}));
+            fresh.insert("index".into(), Value::from(self.candidates.len()));
+            self.candidates.push(fresh);
+        }
+        let target = &mut self.candidates[idx];
+        for (k, v) in c {
+            if k == "index" {
+                continue;
+            }
+            if k != "content" {
+                target.insert(k, v);
+                continue;
+            }
+            let Value::Object(content) = v else { continue };
+            let Some(Value::Object(into)) = target.get_mut("content") else {
+                continue;
+            };
+            for (ck, cv) in content {
+                if ck != "parts" {
+                    into.insert(ck, cv);
+                    continue;
+                }
+                let Value::Array(parts) = cv else { continue };
+                if !matches!(into.get("parts"), Some(Value::Array(_))) {
+                    into.insert("parts".into(), Value::Array(Vec::new()));
+                }
+                if let Some(Value::Array(merged)) = into.get_mut("parts") {
+                    parts.into_iter().for_each(|p| merge_part(merged, p));
+                }
+            }
+        }
+    }
+
+    /// The merged response as JSON.
+    pub fn finish(mut self) -> Vec<u8> {
+        if !self.candidates.is_empty() {
+            let cands = self.candidates.into_iter().map(Value::Object).collect();
+            self.top.insert("candidates".into(), Value::Array(cands));
+        }
+        serde_json::to_vec(&Value::Object(self.top)).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// Whether a part holds only text (with its thought flag and signature).
+fn is_plain_text(p: &Map<String, Value>) -> bool {
+    p.get("text").is_some_and(Value::is_string)
+        && p.keys()
+            .all(|k| matches!(k.as_str(), "text" | "thought" | "thoughtSignature"))
+}
+
+fn merge_part(parts: &mut Vec<Value>, p: Value) {
+    let Value::Object(p) = p else { return };
+    if is_plain_text(&p) {
+        let text = p.get("text").and_then(Value::as_str).unwrap_or("");
+        let signature = p.get("thoughtSignature").cloned();
+        if let Some(Value::Object(last)) = parts.last_mut() {
+            let joinable = is_plain_text(last)
+                && last.get("thought") == p.get("thought")
+                && !last.contains_key("thoughtSignature");
+            if joinable {
+                if let Some(Value::String(t)) = last.get_mut("text") {
+                    t.push_str(text);
+                }
+                if let Some(sig) = signature {
+                    last.insert("thoughtSignature".into(), sig);
+                }
+                return;
+            }
+        }
+        if text.is_empty() && signature.is_none() {
+            return;
+        }
+    }
+    parts.push(Value::Object(p));
 }
 
 #[cfg(test)]
@@ -439,7 +594,79 @@ mod tests {
         let (o, e) = classify(500, b"");
         assert!(o.is_retryable());
         assert_eq!(e.error.message, "upstream returned HTTP 500");
-        assert!(matches!(classify(403, b"{}").0, Outcome::PermissionDenied { .. }));
+        assert_eq!(classify(403, b"{}").0, Outcome::ClientError);
+    }
+
+    #[test]
+    fn only_key_scoped_403s_blame_the_key() {
+        let suspended = json!({"error": {"code": 403, "message": "Permission denied: Consumer 'api_key:AIzaX' has been suspended.",
+            "status": "PERMISSION_DENIED", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "CONSUMER_SUSPENDED"}]}});
+        assert!(matches!(
+            classify(403, suspended.to_string().as_bytes()).0,
+            Outcome::PermissionDenied { .. }
+        ));
+        let disabled = json!({"error": {"code": 403, "message": "Generative Language API has not been used in project 1 before or it is disabled.",
+            "status": "PERMISSION_DENIED", "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED"}]}});
+        assert!(matches!(
+            classify(403, disabled.to_string().as_bytes()).0,
+            Outcome::PermissionDenied { .. }
+        ));
+        let unregistered = json!({"error": {"code": 403, "message": "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.", "status": "PERMISSION_DENIED"}});
+        assert!(matches!(
+            classify(403, unregistered.to_string().as_bytes()).0,
+            Outcome::PermissionDenied { .. }
+        ));
+        let file = json!({"error": {"code": 403, "message": "You do not have permission to access the File abc123 or it may not exist.", "status": "PERMISSION_DENIED"}});
+        assert_eq!(classify(403, file.to_string().as_bytes()).0, Outcome::ClientError);
+        let cache = json!({"error": {"code": 403, "message": "CachedContent not found (or permission denied)", "status": "PERMISSION_DENIED"}});
+        assert_eq!(classify(403, cache.to_string().as_bytes()).0, Outcome::ClientError);
+    }
+
+    #[test]
+    fn zero_quota_is_model_unavailable_not_a_wait() {
+        let body = json!({"error": {"code": 429, "message": "You exceeded your current quota. Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: gemini-2.5-pro",
+            "status": "RESOURCE_EXHAUSTED", "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                    "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+                    "quotaDimensions": {"location": "global", "model": "gemini-2.5-pro"}, "quotaValue": "0"}]},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}]}});
+        assert!(matches!(
+            classify(429, body.to_string().as_bytes()).0,
+            Outcome::ModelUnavailable { .. }
+        ));
+    }
+
+    #[test]
+    fn merged_events_equal_one_answer() {
+        let mut m = ResponseMerger::default();
+        for ev in [
+            json!({"candidates": [{"content": {"parts": [{"text": "Thinking", "thought": true}], "role": "model"}, "index": 0}], "responseId": "r"}),
+            json!({"candidates": [{"content": {"parts": [{"text": "Hello "}], "role": "model"}, "index": 0}]}),
+            json!({"candidates": [{"content": {"parts": [{"text": "world", "thoughtSignature": "c2ln"}], "role": "model"}, "index": 0}]}),
+            json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {}}}], "role": "model"}, "index": 0, "futureField": 1}]}),
+            json!({"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+                   "usageMetadata": {"totalTokenCount": 9}, "modelVersion": "m"}),
+        ] {
+            m.push(ev.to_string().as_bytes()).unwrap();
+        }
+        let out: Value = serde_json::from_slice(&m.finish()).unwrap();
+        assert_eq!(
+            out,
+            json!({"candidates": [{"content": {"parts": [
+                {"text": "Thinking", "thought": true},
+                {"text": "Hello world", "thoughtSignature": "c2ln"},
+                {"functionCall": {"name": "f", "args": {}}}], "role": "model"},
+                "finishReason": "STOP", "futureField": 1, "index": 0}],
+                "usageMetadata": {"totalTokenCount": 9}, "modelVersion": "m", "responseId": "r"})
+        );
+        assert!(ResponseMerger::default().push(b"not json").is_err());
+    }
+
+    #[test]
+    fn absurd_retry_delays_are_clamped() {
+        assert_eq!(parse_duration("1e30s"), Some(MAX_WAIT));
+        assert_eq!(parse_duration("inf s"), None);
+        assert_eq!(parse_duration("NaNs"), None);
     }
 
     #[test]

@@ -3,7 +3,12 @@
 //!
 //! Fetching URLs for clients is a server-side request forgery risk, so by default hosts that
 //! resolve to loopback, private, link-local or otherwise non-public addresses are refused
-//! (`MEDIA_FETCH_ALLOW_PRIVATE=true` lifts this, e.g. for tests on one machine).
+//! (`MEDIA_FETCH_ALLOW_PRIVATE=true` lifts this, e.g. for tests on one machine). The check
+//! happens at connect time, in the client's DNS resolver, so a redirect or a name that resolves
+//! differently the second time (DNS rebinding) cannot reach a private address either. Every
+//! refusal or failure gets the same text, so the route cannot be used to scan ports.
+//! A request may name at most `MEDIA_FETCH_MAX_URLS` URLs and inline at most
+//! `MEDIA_FETCH_MAX_TOTAL_BYTES` in all.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,8 +22,33 @@ use super::openai::{ChatCompletionRequest, ContentPart, MessageContent};
 #[derive(Debug, Clone)]
 pub struct MediaSettings {
     pub max_bytes: usize,
+    pub max_total_bytes: usize,
+    pub max_urls: usize,
     pub timeout: Duration,
     pub allow_private: bool,
+}
+
+/// The one answer for media that is refused or unreachable, whatever the reason.
+const UNREACHABLE: &str = "the URL could not be fetched (unreachable, not allowed, not media, or too large)";
+
+/// Resolves names, keeping public addresses only: the connect-time half of the SSRF guard.
+#[derive(Debug)]
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
+                .await?
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err("no public address".into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +70,8 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v4.is_documentation()
                 || o[0] == 0
                 || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64/10 shared address space
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18/15 benchmarking
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0/24 protocol assignments
                 || o[0] >= 224)
         }
         IpAddr::V6(v6) => {
@@ -51,7 +83,11 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80) // link local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0]) // 64:ff9b::/96 NAT64
+                || s[0] == 0x2002 // 2002::/16 6to4
+                || s[0..6] == [0, 0, 0, 0, 0, 0] // ::/96 IPv4-compatible
+                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
         }
     }
 }
@@ -77,7 +113,11 @@ impl MediaFetcher {
                 attempt.error("redirect to a non-public address")
             }
         });
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if !allow_private {
+            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+        }
+        let http = builder
             .redirect(policy)
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -102,7 +142,27 @@ impl MediaFetcher {
         if !has_remote {
             return Ok(None);
         }
+        let urls = req
+            .messages
+            .iter()
+            .filter_map(|m| match &m.content {
+                Some(MessageContent::Parts(parts)) => Some(parts),
+                _ => None,
+            })
+            .flatten()
+            .filter(|p| matches!(p, ContentPart::ImageUrl { image_url } if is_http(&image_url.url)))
+            .count();
+        if urls > self.settings.max_urls {
+            return Err(GatewayError::invalid(
+                format!(
+                    "The request names {urls} media URLs; at most {} are fetched per request (MEDIA_FETCH_MAX_URLS). Send the media inline as data URLs instead.",
+                    self.settings.max_urls
+                ),
+                Some("messages"),
+            ));
+        }
         let mut req = req.clone();
+        let mut budget = self.settings.max_total_bytes;
         for (i, msg) in req.messages.iter_mut().enumerate() {
             let Some(MessageContent::Parts(parts)) = &mut msg.content else {
                 continue;
@@ -111,12 +171,23 @@ impl MediaFetcher {
                 if let ContentPart::ImageUrl { image_url } = part {
                     if is_http(&image_url.url) {
                         let param = format!("messages[{i}].content[{j}].image_url.url");
-                        image_url.url = self.fetch(&image_url.url).await.map_err(|e| {
-                            GatewayError::invalid(
-                                format!("Could not fetch the image at {}: {e}", image_url.url),
-                                Some(&param),
-                            )
+                        let limit = self.settings.max_bytes.min(budget);
+                        let (data_url, used) = self.fetch(&image_url.url, limit).await.map_err(|reason| {
+                            tracing::debug!(%param, reason, "remote media refused");
+                            if reason == BUDGET && limit < self.settings.max_bytes {
+                                GatewayError::invalid(
+                                    format!(
+                                        "The media in this request add up to more than {} bytes (MEDIA_FETCH_MAX_TOTAL_BYTES).",
+                                        self.settings.max_total_bytes
+                                    ),
+                                    Some(&param),
+                                )
+                            } else {
+                                GatewayError::invalid(format!("Could not fetch the media at {param}: {UNREACHABLE}."), Some(&param))
+                            }
                         })?;
+                        budget = budget.saturating_sub(used);
+                        image_url.url = data_url;
                     }
                 }
             }
@@ -124,29 +195,25 @@ impl MediaFetcher {
         Ok(Some(req))
     }
 
-    /// Fetches one URL into a data URL.
-    async fn fetch(&self, raw: &str) -> Result<String, String> {
-        let url = url::Url::parse(raw).map_err(|e| format!("invalid URL ({e})"))?;
-        let host = url.host_str().ok_or("the URL has no host")?.to_string();
-        let port = url.port_or_known_default().unwrap_or(443);
+    /// Fetches one URL into a data URL and the number of bytes it held. The error is a reason
+    /// for the log only; clients get one generic text.
+    async fn fetch(&self, raw: &str, limit: usize) -> Result<(String, usize), &'static str> {
+        let url = url::Url::parse(raw).map_err(|_| "invalid URL")?;
         if !self.settings.allow_private {
-            let addrs: Vec<IpAddr> = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-                .await
-                .map_err(|e| format!("cannot resolve {host} ({e})"))?
-                .map(|a| a.ip())
-                .collect();
-            if addrs.is_empty() || addrs.iter().any(|ip| !is_public(*ip)) {
-                return Err(format!("{host} is not a public address"));
+            // Literal addresses never reach the resolver: check them here.
+            let public = match url.host() {
+                Some(url::Host::Ipv4(ip)) => is_public(IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => is_public(IpAddr::V6(ip)),
+                Some(url::Host::Domain(_)) => true,
+                None => false,
+            };
+            if !public {
+                return Err("not a public address");
             }
         }
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
+        let resp = self.http.get(url).send().await.map_err(|_| "unreachable")?;
         if !resp.status().is_success() {
-            return Err(format!("the server answered HTTP {}", resp.status().as_u16()));
+            return Err("not a success status");
         }
         let mime = resp
             .headers()
@@ -159,29 +226,32 @@ impl MediaFetcher {
             || mime.starts_with("video/")
             || mime == "application/pdf")
         {
-            return Err(format!("expected an image, got content type {mime:?}"));
+            return Err("not media");
         }
-        if resp
-            .content_length()
-            .is_some_and(|n| n as usize > self.settings.max_bytes)
-        {
-            return Err(format!("larger than the {} byte limit", self.settings.max_bytes));
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(BUDGET);
         }
         let mut body = Vec::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| e.without_url().to_string())?;
-            if body.len() + chunk.len() > self.settings.max_bytes {
-                return Err(format!("larger than the {} byte limit", self.settings.max_bytes));
+            let chunk = chunk.map_err(|_| "broken body")?;
+            if body.len() + chunk.len() > limit {
+                return Err(BUDGET);
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(format!(
-            "data:{mime};base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(body)
+        let used = body.len();
+        Ok((
+            format!(
+                "data:{mime};base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(body)
+            ),
+            used,
         ))
     }
 }
+
+const BUDGET: &str = "over the size limit";
 
 fn is_http(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://")
@@ -205,6 +275,11 @@ mod tests {
             "fc00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "64:ff9b::a00:1",
+            "2002:a00:1::1",
+            "::a00:1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }

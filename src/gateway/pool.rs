@@ -20,8 +20,12 @@ pub enum Outcome {
     Success,
     /// The key itself is bad (`API_KEY_INVALID`, 401): out of rotation until a probe succeeds.
     InvalidKey { message: String },
-    /// 403: the key is not allowed (suspended, no permission): out until a probe succeeds.
+    /// 403 naming the key or its project (suspended, API disabled, unregistered caller): out
+    /// until a probe succeeds. A 403 about the request (someone else's file) is a `ClientError`.
     PermissionDenied { message: String },
+    /// 429 with a quota limit of 0: the model is not available to this key's tier or region and
+    /// waiting never helps. The key is out for that model until it is re-validated.
+    ModelUnavailable { message: String },
     /// 429: wait out `retry_after` on this key, for one model or for the whole key.
     RateLimited {
         retry_after: RetryAfter,
@@ -34,6 +38,9 @@ pub enum Outcome {
     ClientError,
     /// The caller went away before an answer: no information about the key.
     Cancelled,
+    /// Google accepted the request (headers received) but did not finish in time: slow is not
+    /// dead, so no blame, and no retry on another key (it would repeat the same slow work).
+    Stalled { message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,10 +77,12 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::InvalidKey { .. } => "invalid_key",
             Outcome::PermissionDenied { .. } => "permission_denied",
+            Outcome::ModelUnavailable { .. } => "model_unavailable",
             Outcome::RateLimited { .. } => "rate_limited",
             Outcome::Transient { class, .. } => class.as_str(),
             Outcome::ClientError => "client_error",
             Outcome::Cancelled => "cancelled",
+            Outcome::Stalled { .. } => "stalled",
         }
     }
 
@@ -83,10 +92,48 @@ impl Outcome {
             self,
             Outcome::InvalidKey { .. }
                 | Outcome::PermissionDenied { .. }
+                | Outcome::ModelUnavailable { .. }
                 | Outcome::RateLimited { .. }
                 | Outcome::Transient { .. }
         )
     }
+
+    /// The message that came with a failure ("" for success and no-information outcomes).
+    pub fn message(&self) -> &str {
+        match self {
+            Outcome::Transient { message, .. }
+            | Outcome::InvalidKey { message }
+            | Outcome::PermissionDenied { message }
+            | Outcome::ModelUnavailable { message }
+            | Outcome::Stalled { message }
+            | Outcome::RateLimited { message, .. } => message,
+            Outcome::Success | Outcome::ClientError | Outcome::Cancelled => "",
+        }
+    }
+
+    /// Replaces the message (after redaction).
+    pub fn set_message(&mut self, text: String) {
+        match self {
+            Outcome::Transient { message, .. }
+            | Outcome::InvalidKey { message }
+            | Outcome::PermissionDenied { message }
+            | Outcome::ModelUnavailable { message }
+            | Outcome::Stalled { message }
+            | Outcome::RateLimited { message, .. } => *message = text,
+            Outcome::Success | Outcome::ClientError | Outcome::Cancelled => {}
+        }
+    }
+}
+
+/// What a validation or probe of a key found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// The key can generate.
+    Works,
+    /// Google rejected the key itself (400 `API_KEY_*`, 401, a key-scoped 403).
+    Rejected(String),
+    /// Nothing learned (429, 5xx, timeout, connection error): the key's state stays as it is.
+    Inconclusive(String),
 }
 
 /// Why no key could be handed out.
@@ -96,6 +143,8 @@ pub struct Unavailable {
     pub retry_after: Option<Duration>,
     /// Every key that exists is waiting out a 429 for this model.
     pub all_rate_limited: bool,
+    /// Every key that exists has a quota of 0 for this model: it is not available to the pool.
+    pub model_unavailable: bool,
     /// How many keys the pool holds.
     pub total_keys: usize,
 }
@@ -137,8 +186,26 @@ struct Health {
     strikes: u32,
     key_rate_limit: Option<Instant>,
     model_rate_limits: HashMap<String, Instant>,
+    /// Models with a quota of 0 for this key: out until the key is re-validated.
+    unavailable_models: Vec<String>,
     last_error: Option<LastError>,
     last_used: Option<SystemTime>,
+    /// Bumped on every state change; outcomes of leases taken before it are not applied.
+    generation: u64,
+}
+
+impl Health {
+    fn set_state(&mut self, state: KeyState) {
+        self.state = state;
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Back to a trusted, active key (failures and strikes forgotten).
+    fn trust(&mut self) {
+        self.set_state(KeyState::Active);
+        self.consecutive_failures = 0;
+        self.strikes = 0;
+    }
 }
 
 /// One key and its health.
@@ -222,6 +289,14 @@ impl KeyEntry {
     fn health(&self) -> MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn record_attempt(&self, wall: SystemTime, success: bool, latency: Duration) {
+        let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let b = w.bucket(minute_of(wall));
+        b.requests = b.requests.saturating_add(1);
+        b.successes = b.successes.saturating_add(u32::from(success));
+        b.latency_ms = b.latency_ms.saturating_add(latency.as_millis() as u64);
+    }
 }
 
 /// A read-only picture of one key, safe to show (masked key only).
@@ -236,6 +311,7 @@ pub struct KeyStatus {
     pub available_in: Option<Duration>,
     pub consecutive_failures: u32,
     pub rate_limited_models: Vec<String>,
+    pub unavailable_models: Vec<String>,
     pub requests: u64,
     pub failures: u64,
     pub last_error: Option<LastError>,
@@ -294,8 +370,10 @@ impl KeyPool {
                     strikes: 0,
                     key_rate_limit: None,
                     model_rate_limits: HashMap::new(),
+                    unavailable_models: Vec::new(),
                     last_error: None,
                     last_used: None,
+                    generation: 0,
                 }),
                 requests: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
@@ -320,21 +398,37 @@ impl KeyPool {
 
     /// Hands out the next usable key for `model` in rotation, skipping the keys in `exclude`
     /// (those this request already tried).
+    ///
+    /// The cursor moves past the key handed out, so a run of blocked keys does not send all of
+    /// its share to the key after it: with 10 keys and 5 in a row cooling, each of the other 5
+    /// gets a fifth of the requests.
     pub fn acquire(&self, model: &str, exclude: &[u64]) -> Result<Lease, Unavailable> {
         let keys = self.snapshot();
         let n = keys.len();
         let now = self.clock.now();
         let mut earliest: Option<Instant> = None;
         let mut all_rate_limited = n > 0;
+        let mut model_unavailable = n > 0;
         if n > 0 {
-            let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            let ticket = self.cursor.fetch_add(1, Ordering::Relaxed);
             for i in 0..n {
-                let entry = &keys[(start + i) % n];
+                let entry = &keys[ticket.wrapping_add(i) % n];
                 if exclude.contains(&entry.id) {
                     continue;
                 }
-                match try_take(&mut entry.health(), model, now) {
-                    Ok(trial) => {
+                let taken = try_take(&mut entry.health(), model, now);
+                match taken {
+                    Ok((trial, generation)) => {
+                        if i > 0 {
+                            // Skip the cursor over the blocked run, unless another request has
+                            // moved it meanwhile.
+                            let _ = self.cursor.compare_exchange(
+                                ticket.wrapping_add(1),
+                                ticket.wrapping_add(i + 1),
+                                Ordering::Relaxed,
+                                Ordering::Relaxed,
+                            );
+                        }
                         entry.requests.fetch_add(1, Ordering::Relaxed);
                         return Ok(Lease {
                             entry: entry.clone(),
@@ -342,12 +436,16 @@ impl KeyPool {
                             settings: self.settings.clone(),
                             model: model.to_string(),
                             trial,
+                            generation,
                             reported: false,
                         });
                     }
                     Err(blocked) => {
                         if !blocked.rate_limited {
                             all_rate_limited = false;
+                        }
+                        if !blocked.model_unavailable {
+                            model_unavailable = false;
                         }
                         if let Some(until) = blocked.until {
                             earliest = Some(earliest.map_or(until, |e| e.min(until)));
@@ -358,47 +456,65 @@ impl KeyPool {
         }
         Err(Unavailable {
             retry_after: earliest.map(|t| t.saturating_duration_since(now)),
-            all_rate_limited,
+            all_rate_limited: all_rate_limited && !model_unavailable,
+            model_unavailable,
             total_keys: n,
         })
     }
 
-    /// Disabled keys whose probe is due, marked as being probed. The caller probes each and calls
-    /// [`KeyPool::probe_result`].
-    pub fn due_for_probe(&self) -> Vec<Arc<KeyEntry>> {
+    /// Disabled keys whose probe is due, marked as being probed, each with the generation the
+    /// probe result must match. The caller probes each and calls [`KeyPool::probe_result`].
+    pub fn due_for_probe(&self) -> Vec<(Arc<KeyEntry>, u64)> {
         let now = self.clock.now();
         let mut due = Vec::new();
         for entry in self.snapshot().iter() {
             let mut h = entry.health();
             if let KeyState::Disabled {
-                next_probe, probing, ..
-            } = &mut h.state
+                next_probe,
+                backoff,
+                probing: false,
+            } = h.state
             {
-                if !*probing && now >= *next_probe {
-                    *probing = true;
-                    due.push(entry.clone());
+                if now >= next_probe {
+                    h.set_state(KeyState::Disabled {
+                        next_probe,
+                        backoff,
+                        probing: true,
+                    });
+                    due.push((entry.clone(), h.generation));
                 }
             }
         }
         due
     }
 
-    /// Applies a probe's result: `true` re-enables the key, `false` waits twice as long.
-    pub fn probe_result(&self, entry: &KeyEntry, works: bool) {
+    /// Applies a probe's verdict: works → active again; rejected → wait twice as long;
+    /// inconclusive → probe again after the same wait. Ignored when the key changed meanwhile
+    /// (an operator enabled, disabled or reset it).
+    pub fn probe_result(&self, entry: &KeyEntry, generation: u64, verdict: &Verdict) {
         let now = self.clock.now();
         let mut h = entry.health();
+        if h.generation != generation {
+            return;
+        }
         if let KeyState::Disabled { backoff, .. } = h.state {
-            if works {
-                h.state = KeyState::Active;
-                h.consecutive_failures = 0;
-                h.strikes = 0;
-            } else {
-                let backoff = (backoff * 2).min(self.settings.revalidate_max);
-                h.state = KeyState::Disabled {
-                    next_probe: now + backoff,
-                    backoff,
-                    probing: false,
-                };
+            match verdict {
+                Verdict::Works => {
+                    h.trust();
+                    h.unavailable_models.clear();
+                }
+                Verdict::Rejected(_) | Verdict::Inconclusive(_) => {
+                    let backoff = if matches!(verdict, Verdict::Rejected(_)) {
+                        (backoff * 2).min(self.settings.revalidate_max)
+                    } else {
+                        backoff
+                    };
+                    h.set_state(KeyState::Disabled {
+                        next_probe: now + backoff,
+                        backoff,
+                        probing: false,
+                    });
+                }
             }
         }
     }
@@ -436,6 +552,7 @@ impl KeyPool {
                     .map(|(m, _)| m.clone())
                     .collect();
                 rate_limited_models.sort();
+                let unavailable_models = h.unavailable_models.clone();
                 let minute = minute_of(self.clock.wall());
                 let window = entry.window.lock().unwrap_or_else(|e| e.into_inner());
                 let (last_hour, last_day) = (
@@ -451,6 +568,7 @@ impl KeyPool {
                     available_in,
                     consecutive_failures: h.consecutive_failures,
                     rate_limited_models,
+                    unavailable_models,
                     requests: entry.requests.load(Ordering::Relaxed),
                     failures: entry.failures.load(Ordering::Relaxed),
                     last_error: h.last_error.clone(),
@@ -493,11 +611,9 @@ impl KeyPool {
         };
         let mut h = entry.health();
         if disabled {
-            h.state = KeyState::Manual;
+            h.set_state(KeyState::Manual);
         } else if matches!(h.state, KeyState::Manual) {
-            h.state = KeyState::Active;
-            h.consecutive_failures = 0;
-            h.strikes = 0;
+            h.trust();
         }
         true
     }
@@ -508,52 +624,55 @@ impl KeyPool {
             return false;
         };
         let mut h = entry.health();
-        if !matches!(h.state, KeyState::Manual) {
-            h.state = KeyState::Active;
+        if matches!(h.state, KeyState::Manual) {
+            // Still bump the generation: outcomes of earlier leases must not undo the reset.
+            h.set_state(KeyState::Manual);
+            h.consecutive_failures = 0;
+            h.strikes = 0;
+        } else {
+            h.trust();
         }
-        h.consecutive_failures = 0;
-        h.strikes = 0;
         h.key_rate_limit = None;
         h.model_rate_limits.clear();
+        h.unavailable_models.clear();
         h.last_error = None;
         true
     }
 
-    /// Applies a validation run by an operator: a working key is trusted again, a failing one is
-    /// disabled until the periodic probe finds it working.
-    pub fn validated(&self, entry: &KeyEntry, works: bool, message: &str) {
+    /// Applies a validation run by an operator: a working key is trusted again (and its
+    /// zero-quota models are tried again); a rejected one is disabled until the periodic probe
+    /// finds it working; an inconclusive one keeps its state. A manual disable always stays.
+    pub fn validated(&self, entry: &KeyEntry, verdict: &Verdict) {
         let now = self.clock.now();
         let mut h = entry.health();
         if matches!(h.state, KeyState::Manual) {
             return;
         }
-        if works {
-            h.state = KeyState::Active;
-            h.consecutive_failures = 0;
-            h.strikes = 0;
-        } else {
-            h.last_error = Some(LastError {
-                class: "invalid_key",
-                message: message.to_string(),
-                at: self.clock.wall(),
-            });
-            h.state = KeyState::Disabled {
-                next_probe: now + self.settings.revalidate,
-                backoff: self.settings.revalidate,
-                probing: false,
-            };
+        match verdict {
+            Verdict::Works => {
+                h.trust();
+                h.unavailable_models.clear();
+            }
+            Verdict::Rejected(message) => {
+                h.last_error = Some(LastError {
+                    class: "invalid_key",
+                    message: message.clone(),
+                    at: self.clock.wall(),
+                });
+                h.set_state(KeyState::Disabled {
+                    next_probe: now + self.settings.revalidate,
+                    backoff: self.settings.revalidate,
+                    probing: false,
+                });
+            }
+            Verdict::Inconclusive(_) => {}
         }
     }
 
     /// Counts one upstream attempt on a key for its hour/day statistics.
     pub fn record_attempt(&self, key_id: u64, success: bool, latency: Duration) {
         if let Some(entry) = self.snapshot().iter().find(|e| e.id == key_id) {
-            let minute = minute_of(self.clock.wall());
-            let mut w = entry.window.lock().unwrap_or_else(|e| e.into_inner());
-            let b = w.bucket(minute);
-            b.requests += 1;
-            b.successes += u32::from(success);
-            b.latency_ms += latency.as_millis() as u64;
+            entry.record_attempt(self.clock.wall(), success, latency);
         }
     }
 
@@ -620,22 +739,34 @@ impl KeyPool {
 struct Blocked {
     until: Option<Instant>,
     rate_limited: bool,
+    model_unavailable: bool,
 }
 
-/// Decides under the key's lock whether it may serve a request for `model` now.
-/// `Ok(true)` means the request is the half-open trial.
-fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<bool, Blocked> {
-    if matches!(h.state, KeyState::Manual) {
-        return Err(Blocked {
-            until: None,
+impl Blocked {
+    fn until(until: Option<Instant>) -> Self {
+        Blocked {
+            until,
             rate_limited: false,
-        });
+            model_unavailable: false,
+        }
+    }
+}
+
+/// Decides under the key's lock whether it may serve a request for `model` now. `Ok` carries
+/// whether the request is the half-open trial, and the generation its outcome must match.
+fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<(bool, u64), Blocked> {
+    if matches!(h.state, KeyState::Manual) {
+        return Err(Blocked::until(None));
     }
     if let KeyState::Disabled { next_probe, .. } = h.state {
         // Not expected back by itself; the probe decides. Report the probe time as a hint.
+        return Err(Blocked::until(Some(next_probe.max(now + Duration::from_secs(1)))));
+    }
+    if !model.is_empty() && h.unavailable_models.iter().any(|m| m == model) {
         return Err(Blocked {
-            until: Some(next_probe.max(now + Duration::from_secs(1))),
+            until: None,
             rate_limited: false,
+            model_unavailable: true,
         });
     }
     let limit = [h.key_rate_limit, h.model_rate_limits.get(model).copied()]
@@ -647,26 +778,18 @@ fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<bool, Blocked> 
         return Err(Blocked {
             until: Some(until),
             rate_limited: true,
+            model_unavailable: false,
         });
     }
     match h.state {
-        KeyState::Active => Ok(false),
-        KeyState::CoolingDown { until } if now < until => Err(Blocked {
-            until: Some(until),
-            rate_limited: false,
-        }),
+        KeyState::Active => Ok((false, h.generation)),
+        KeyState::CoolingDown { until } if now < until => Err(Blocked::until(Some(until))),
         KeyState::CoolingDown { .. } | KeyState::HalfOpen { trial_in_flight: false } => {
-            h.state = KeyState::HalfOpen { trial_in_flight: true };
-            Ok(true)
+            h.set_state(KeyState::HalfOpen { trial_in_flight: true });
+            Ok((true, h.generation))
         }
-        KeyState::HalfOpen { trial_in_flight: true } => Err(Blocked {
-            until: Some(now + Duration::from_secs(1)),
-            rate_limited: false,
-        }),
-        KeyState::Disabled { .. } | KeyState::Manual => Err(Blocked {
-            until: None,
-            rate_limited: false,
-        }),
+        KeyState::HalfOpen { trial_in_flight: true } => Err(Blocked::until(Some(now + Duration::from_secs(1)))),
+        KeyState::Disabled { .. } | KeyState::Manual => Err(Blocked::until(None)),
     }
 }
 
@@ -679,6 +802,8 @@ pub struct Lease {
     settings: PoolSettings,
     model: String,
     trial: bool,
+    /// The key's generation when the lease was taken.
+    generation: u64,
     reported: bool,
 }
 
@@ -701,14 +826,24 @@ impl Lease {
     pub fn report(&mut self, outcome: &Outcome) {
         let trial = std::mem::take(&mut self.trial);
         self.reported = true;
+        self.apply(trial, outcome);
+    }
+
+    fn apply(&self, trial: bool, outcome: &Outcome) {
         apply(
             &self.entry,
             &self.settings,
             self.clock.as_ref(),
             &self.model,
             trial,
+            self.generation,
             outcome,
         );
+    }
+
+    /// Counts this attempt in the key's hour/day statistics.
+    pub fn record_attempt(&self, success: bool, latency: Duration) {
+        self.entry.record_attempt(self.clock.wall(), success, latency);
     }
 }
 
@@ -716,22 +851,34 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if !self.reported || self.trial {
             let trial = std::mem::take(&mut self.trial);
-            apply(
-                &self.entry,
-                &self.settings,
-                self.clock.as_ref(),
-                &self.model,
-                trial,
-                &Outcome::Cancelled,
-            );
+            self.apply(trial, &Outcome::Cancelled);
         }
     }
 }
 
-fn apply(entry: &KeyEntry, s: &PoolSettings, clock: &dyn Clock, model: &str, trial: bool, outcome: &Outcome) {
+fn apply(
+    entry: &KeyEntry,
+    s: &PoolSettings,
+    clock: &dyn Clock,
+    model: &str,
+    trial: bool,
+    generation: u64,
+    outcome: &Outcome,
+) {
     let now = clock.now();
     let mut h = entry.health();
     h.last_used = Some(clock.wall());
+    if !matches!(
+        outcome,
+        Outcome::Success | Outcome::ClientError | Outcome::Cancelled | Outcome::Stalled { .. }
+    ) {
+        entry.failures.fetch_add(1, Ordering::Relaxed);
+    }
+    if h.generation != generation {
+        // The key changed state after this lease was taken (an operator acted, a cooldown
+        // started or ended): what this lease saw must not override that.
+        return;
+    }
     let record = |h: &mut Health, message: &str| {
         h.last_error = Some(LastError {
             class: outcome.class(),
@@ -739,24 +886,38 @@ fn apply(entry: &KeyEntry, s: &PoolSettings, clock: &dyn Clock, model: &str, tri
             at: clock.wall(),
         });
     };
+    let disable = |h: &mut Health| {
+        if !matches!(h.state, KeyState::Disabled { .. } | KeyState::Manual) {
+            h.set_state(KeyState::Disabled {
+                next_probe: now + s.revalidate,
+                backoff: s.revalidate,
+                probing: false,
+            });
+        }
+    };
+    let end_trial = |h: &mut Health| {
+        if trial && matches!(h.state, KeyState::HalfOpen { .. }) {
+            h.set_state(KeyState::HalfOpen { trial_in_flight: false });
+        }
+    };
     match outcome {
         Outcome::Success => {
             h.consecutive_failures = 0;
             if matches!(h.state, KeyState::HalfOpen { .. } | KeyState::CoolingDown { .. }) {
-                h.state = KeyState::Active;
-                h.strikes = 0;
+                h.trust();
             }
         }
         Outcome::InvalidKey { message } | Outcome::PermissionDenied { message } => {
-            entry.failures.fetch_add(1, Ordering::Relaxed);
             record(&mut h, message);
-            if !matches!(h.state, KeyState::Disabled { .. } | KeyState::Manual) {
-                h.state = KeyState::Disabled {
-                    next_probe: now + s.revalidate,
-                    backoff: s.revalidate,
-                    probing: false,
-                };
+            disable(&mut h);
+        }
+        Outcome::ModelUnavailable { message } => {
+            record(&mut h, message);
+            if !model.is_empty() && !h.unavailable_models.iter().any(|m| m == model) && h.unavailable_models.len() < 256
+            {
+                h.unavailable_models.push(model.to_string());
             }
+            end_trial(&mut h);
         }
         Outcome::RateLimited {
             retry_after,
@@ -769,36 +930,37 @@ fn apply(entry: &KeyEntry, s: &PoolSettings, clock: &dyn Clock, model: &str, tri
                 RetryAfter::DailyReset => until_daily_reset(clock.wall()),
                 RetryAfter::Unspecified => s.default_rate_limit,
             };
-            let until = now + delay;
+            let until = now + delay.min(MAX_WAIT);
             if *per_model {
                 h.model_rate_limits.retain(|_, t| *t > now);
-                h.model_rate_limits.insert(model.to_string(), until);
+                if h.model_rate_limits.len() < 256 || h.model_rate_limits.contains_key(model) {
+                    let slot = h.model_rate_limits.entry(model.to_string()).or_insert(until);
+                    // The later deadline wins.
+                    *slot = (*slot).max(until);
+                }
             } else {
-                h.key_rate_limit = Some(until);
+                h.key_rate_limit = Some(h.key_rate_limit.map_or(until, |t| t.max(until)));
             }
-            if trial {
-                h.state = KeyState::HalfOpen { trial_in_flight: false };
-            }
+            end_trial(&mut h);
         }
         Outcome::Transient { message, .. } => {
-            entry.failures.fetch_add(1, Ordering::Relaxed);
             record(&mut h, message);
             h.consecutive_failures = h.consecutive_failures.saturating_add(1);
-            let trip = trial || (matches!(h.state, KeyState::Active) && h.consecutive_failures >= s.max_failures);
+            let trip = (trial && matches!(h.state, KeyState::HalfOpen { .. }))
+                || (matches!(h.state, KeyState::Active) && h.consecutive_failures >= s.max_failures);
             if trip {
                 h.strikes = h.strikes.saturating_add(1);
-                let factor = 2u32.saturating_pow(h.strikes - 1);
-                let cooldown = s.cooldown.saturating_mul(factor).min(s.cooldown_max);
-                h.state = KeyState::CoolingDown { until: now + cooldown };
+                let factor = 2u32.saturating_pow(h.strikes.saturating_sub(1).min(31));
+                let cooldown = s.cooldown.saturating_mul(factor).min(s.cooldown_max).min(MAX_WAIT);
+                h.set_state(KeyState::CoolingDown { until: now + cooldown });
             }
         }
-        Outcome::ClientError | Outcome::Cancelled => {
-            if trial {
-                h.state = KeyState::HalfOpen { trial_in_flight: false };
-            }
-        }
+        Outcome::ClientError | Outcome::Cancelled | Outcome::Stalled { .. } => end_trial(&mut h),
     }
 }
+
+/// The longest a key is ever kept waiting by a single decision (guards `Instant` arithmetic).
+pub const MAX_WAIT: Duration = Duration::from_secs(7 * 86_400);
 
 fn minute_of(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() / 60).unwrap_or(0)
@@ -967,12 +1129,12 @@ mod tests {
         assert_eq!(due.len(), 1);
         assert_eq!(state_of(&p, bad), "probing");
         assert!(p.due_for_probe().is_empty(), "a key is probed once at a time");
-        p.probe_result(&due[0], false);
+        p.probe_result(&due[0].0, due[0].1, &Verdict::Rejected("no".into()));
         clock.advance(Duration::from_secs(60));
         assert!(p.due_for_probe().is_empty(), "backoff doubled to 120 s");
         clock.advance(Duration::from_secs(60));
         let due = p.due_for_probe();
-        p.probe_result(&due[0], true);
+        p.probe_result(&due[0].0, due[0].1, &Verdict::Works);
         assert_eq!(state_of(&p, bad), "active");
         assert_eq!(
             p.status()
@@ -1118,5 +1280,134 @@ mod tests {
         let reqs: Vec<u64> = p.status().iter().map(|s| s.requests).collect();
         assert_eq!(reqs.iter().sum::<u64>(), 8000);
         assert!(reqs.iter().all(|r| *r == 2000), "{reqs:?}");
+    }
+
+    #[test]
+    fn round_robin_stays_fair_around_a_blocked_run() {
+        let (p, _) = pool(10);
+        let ids: Vec<u64> = p.status().iter().map(|s| s.id).collect();
+        // Keys 0..5 in a row are cooling down.
+        for fp in p.status().iter().take(5).map(|s| s.fingerprint.clone()) {
+            p.set_manual(&fp, true);
+        }
+        let mut counts: HashMap<u64, u32> = HashMap::new();
+        for _ in 0..1000 {
+            let mut l = p.acquire("m", &[]).unwrap();
+            *counts.entry(l.key_id()).or_insert(0) += 1;
+            l.report(&Outcome::Success);
+        }
+        for id in &ids[5..] {
+            let c = counts.get(id).copied().unwrap_or(0);
+            assert!((180..=220).contains(&c), "key {id}: {c} of 1000 ({counts:?})");
+        }
+    }
+
+    #[test]
+    fn stale_lease_outcomes_never_undo_an_operator_action() {
+        let (p, clock) = pool(1);
+        let fp = p.status()[0].fingerprint.clone();
+        // A lease is in flight when the operator disables the key.
+        let mut stale = p.acquire("m", &[]).unwrap();
+        p.set_manual(&fp, true);
+        stale.report(&Outcome::Success);
+        assert_eq!(p.status()[0].state, "manual_disabled");
+
+        // A half-open trial in flight when the operator disables the key: its failure must not
+        // turn the manual disable into a cooldown.
+        p.set_manual(&fp, false);
+        for _ in 0..3 {
+            p.acquire("m", &[]).unwrap().report(&transient());
+        }
+        clock.advance(Duration::from_secs(10));
+        let mut trial = p.acquire("m", &[]).unwrap();
+        assert!(trial.is_trial());
+        p.set_manual(&fp, true);
+        trial.report(&transient());
+        assert_eq!(p.status()[0].state, "manual_disabled");
+
+        // A reset is not undone by a 429 or an invalid-key answer that was already on its way.
+        p.set_manual(&fp, false);
+        let mut a = p.acquire("m", &[]).unwrap();
+        let mut b = p.acquire("m", &[]).unwrap();
+        p.reset(&fp);
+        a.report(&Outcome::InvalidKey { message: "x".into() });
+        b.report(&Outcome::RateLimited {
+            retry_after: RetryAfter::Unspecified,
+            per_model: false,
+            message: "q".into(),
+        });
+        assert_eq!(p.status()[0].state, "active");
+        assert!(p.acquire("m", &[]).is_ok());
+    }
+
+    #[test]
+    fn outcomes_from_before_a_cooldown_do_not_end_it() {
+        let (p, _) = pool(1);
+        let mut early = p.acquire("m", &[]).unwrap();
+        for _ in 0..3 {
+            p.acquire("m", &[]).unwrap().report(&transient());
+        }
+        assert_eq!(p.status()[0].state, "cooling_down");
+        early.report(&Outcome::Success);
+        assert_eq!(p.status()[0].state, "cooling_down");
+    }
+
+    #[test]
+    fn zero_quota_takes_the_key_out_for_that_model_until_validated() {
+        let (p, clock) = pool(2);
+        let mut l = p.acquire("pro", &[]).unwrap();
+        let first = l.key_id();
+        l.report(&Outcome::ModelUnavailable {
+            message: "limit: 0".into(),
+        });
+        clock.advance(Duration::from_secs(86_400));
+        for _ in 0..4 {
+            let mut l = p.acquire("pro", &[]).unwrap();
+            assert_ne!(l.key_id(), first, "never again for this model");
+            l.report(&Outcome::Success);
+        }
+        // Other models still use the key.
+        let seen: Vec<u64> = (0..2).map(|_| p.acquire("flash", &[]).unwrap().key_id()).collect();
+        assert!(seen.contains(&first));
+        let entry = p.snapshot().iter().find(|e| e.id == first).cloned().unwrap();
+        assert_eq!(
+            p.status().iter().find(|s| s.id == first).unwrap().unavailable_models,
+            ["pro"]
+        );
+        // Every key without quota: the model is unavailable, not rate limited.
+        let other = p.snapshot().iter().find(|e| e.id != first).cloned().unwrap();
+        p.acquire("pro", &[])
+            .unwrap()
+            .report(&Outcome::ModelUnavailable { message: "0".into() });
+        let err = p.acquire("pro", &[]).unwrap_err();
+        assert!(err.model_unavailable && !err.all_rate_limited);
+        p.validated(&entry, &Verdict::Works);
+        assert_eq!(p.acquire("pro", &[]).unwrap().key_id(), first);
+        let _ = other;
+    }
+
+    #[test]
+    fn inconclusive_validation_changes_nothing() {
+        let (p, _) = pool(1);
+        let entry = p.snapshot()[0].clone();
+        p.validated(&entry, &Verdict::Inconclusive("503".into()));
+        assert_eq!(p.status()[0].state, "active");
+        p.validated(&entry, &Verdict::Rejected("bad".into()));
+        assert_eq!(p.status()[0].state, "disabled");
+        p.validated(&entry, &Verdict::Inconclusive("timeout".into()));
+        assert_eq!(p.status()[0].state, "disabled");
+        p.validated(&entry, &Verdict::Works);
+        assert_eq!(p.status()[0].state, "active");
+    }
+
+    #[test]
+    fn huge_delays_are_clamped() {
+        let (p, _) = pool(1);
+        p.acquire("m", &[]).unwrap().report(&Outcome::RateLimited {
+            retry_after: RetryAfter::Delay(Duration::MAX),
+            per_model: true,
+            message: "q".into(),
+        });
+        assert!(p.acquire("m", &[]).unwrap_err().retry_after.unwrap() <= MAX_WAIT);
     }
 }

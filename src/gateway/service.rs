@@ -54,13 +54,19 @@ impl Gateway {
         let resolved = self.media.inline_remote_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
         let (model, body) = request::to_gemini(req)?;
-        let call = Call::post(generate_path(&model, "generateContent"), &model, json_bytes(&body)?);
-        let mut answer = self.upstream.send(&call).await?;
+        // Asked as a stream and assembled: a slow answer is not mistaken for a dead key.
+        let call = Call::post(
+            generate_path(&model, "streamGenerateContent"),
+            &model,
+            json_bytes(&body)?,
+        )
+        .with_query("alt=sse");
+        let mut answer = self.upstream.generate(&call).await?;
         let mut parsed = parse_response(&answer.body)?;
         if response::is_empty(&parsed) {
             // An empty answer is retried once (on the next key in rotation) before it is returned.
             tracing::warn!(key = %answer.key, model = %model, "empty answer from Gemini; retrying once");
-            answer = self.upstream.send(&call).await?;
+            answer = self.upstream.generate(&call).await?;
             parsed = parse_response(&answer.body)?;
         }
         let completion = response::to_openai(&parsed, &req.model, translate::unix_now())?;
@@ -88,7 +94,8 @@ impl Gateway {
             json_bytes(&body)?,
         )
         .with_query("alt=sse");
-        let (mut events, key_id) = self.upstream.open_stream(&call).await?;
+        let opened = self.upstream.open_stream(&call).await?;
+        let (mut events, key_id) = (opened.events, opened.key_id);
         // A prompt blocked outright is known from the first event, before anything was sent to
         // the client: answer it like the non-streaming route does (400 content_filter).
         let first = events.next().await;
@@ -236,14 +243,21 @@ impl NativeCall {
 }
 
 impl Gateway {
-    /// A native, non-streaming call: the upstream's 2xx body, unchanged.
+    /// A native, non-streaming call: the upstream's 2xx body. `generateContent` is asked as a
+    /// stream and folded into the same response (slow answers are not taken for dead keys);
+    /// every other call passes through unchanged.
     pub async fn native(&self, call: &NativeCall) -> Result<Bytes, GatewayError> {
+        if call.action.as_deref() == Some("generateContent") {
+            let mut streamed = call.clone();
+            streamed.action = Some("streamGenerateContent".into());
+            return Ok(self.upstream.generate(&streamed.to_call(true)).await?.body);
+        }
         Ok(self.upstream.send(&call.to_call(false)).await?.body)
     }
 
     /// A native stream: each upstream event's data, unchanged, as it arrives.
     pub async fn native_stream(&self, call: &NativeCall) -> Result<super::upstream::EventStream, GatewayError> {
-        Ok(self.upstream.open_stream(&call.to_call(true)).await?.0)
+        Ok(self.upstream.open_stream(&call.to_call(true)).await?.events)
     }
 }
 
@@ -318,9 +332,14 @@ fn translate_stream(
                         }
                     }
                 }
-                Some(Err(message)) => {
+                Some(Err(fault)) => {
                     st.ended = true;
-                    return Some((StreamItem::Error(error_json(&message, "upstream_stream_error")), st));
+                    let code = if fault.is_stall() {
+                        "upstream_timeout"
+                    } else {
+                        "upstream_stream_error"
+                    };
+                    return Some((StreamItem::Error(error_json(fault.message(), code)), st));
                 }
                 None => {
                     st.ended = true;

@@ -4,6 +4,11 @@
 //! Keys go upstream only in the `x-goog-api-key` header. Streams commit to a key once its first
 //! event has arrived; before that a failure moves on to the next key, after it the stream ends
 //! with an error and nothing is replayed.
+//!
+//! Time: no response headers within the first-byte timeout means a dead key (next key, counted
+//! against it). Once Google has sent the headers it owns the request: silence after that is
+//! slowness, bounded by the idle timeout between events and, for whole answers, the total
+//! deadline; it ends the request with a 504 without blaming the key or retrying elsewhere.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use super::config::UpstreamSettings;
 use super::error::GatewayError;
 use super::gemini::{self, ErrorBody};
 use super::metrics::{Metrics, RequestTrace};
-use super::pool::{FailureClass, KeyPool, Lease, Outcome, RetryAfter};
+use super::pool::{FailureClass, KeyPool, Lease, Outcome, RetryAfter, Verdict};
 use super::sse::SseParser;
 
 /// One request to Gemini, independent of the key that will carry it.
@@ -67,8 +72,42 @@ pub struct Answer {
     pub key_id: u64,
 }
 
-/// Events of a committed stream: each item is one SSE event's data, or the error that ended it.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+/// Why a committed stream ended early.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamFault {
+    /// Google went silent longer than the idle timeout (or the deadline passed): slow, not the
+    /// key's fault.
+    Stalled(String),
+    /// The connection broke or the body was unreadable.
+    Broken(String),
+}
+
+impl StreamFault {
+    pub fn message(&self) -> &str {
+        match self {
+            StreamFault::Stalled(m) | StreamFault::Broken(m) => m,
+        }
+    }
+    pub fn is_stall(&self) -> bool {
+        matches!(self, StreamFault::Stalled(_))
+    }
+}
+
+impl std::fmt::Display for StreamFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// Events of a committed stream: each item is one SSE event's data, or the fault that ended it.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, StreamFault>> + Send>>;
+
+/// A stream that has delivered its first event, and the key it is bound to.
+pub struct Opened {
+    pub events: EventStream,
+    pub key_id: u64,
+    pub key: String,
+}
 
 enum Attempt<T> {
     Done(T),
@@ -80,6 +119,26 @@ enum Attempt<T> {
     },
 }
 
+impl<T> Attempt<T> {
+    fn failed_without_report(outcome: Outcome) -> Self {
+        let (status, code) = match &outcome {
+            Outcome::Stalled { .. }
+            | Outcome::Transient {
+                class: FailureClass::Timeout,
+                ..
+            } => (504, "DEADLINE_EXCEEDED"),
+            _ => (502, "UNAVAILABLE"),
+        };
+        let error = ErrorBody::new(status, code, outcome.message());
+        Attempt::Failed {
+            outcome,
+            status,
+            error,
+            raw: Bytes::new(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Upstream {
     http: reqwest::Client,
@@ -88,6 +147,7 @@ pub struct Upstream {
     settings: UpstreamSettings,
     max_retries: u32,
     metrics: Arc<Metrics>,
+    probe_model: String,
 }
 
 impl Upstream {
@@ -119,7 +179,16 @@ impl Upstream {
             settings,
             max_retries,
             metrics,
+            probe_model: "gemini-2.5-flash".to_string(),
         })
+    }
+
+    /// The model probes and validations ask `countTokens` of.
+    pub fn with_probe_model(mut self, model: &str) -> Self {
+        if !model.trim().is_empty() {
+            self.probe_model = model.trim().to_string();
+        }
+        self
     }
 
     pub fn pool(&self) -> &Arc<KeyPool> {
@@ -131,12 +200,11 @@ impl Upstream {
     }
 
     /// Books one attempt: per-key window, metrics, the request's trace.
-    fn book(&self, call: &Call, key_id: u64, key: &str, outcome: &str, elapsed: Duration) {
-        self.pool.record_attempt(key_id, outcome == "success", elapsed);
+    fn book(&self, call: &Call, lease_key: &str, outcome: &str, elapsed: Duration) {
         self.metrics.attempt(&call.model, outcome, elapsed);
         RequestTrace::update(|t| {
             t.upstream += elapsed;
-            t.key = Some(key.to_string());
+            t.key = Some(lease_key.to_string());
         });
     }
 
@@ -158,14 +226,51 @@ impl Upstream {
         req
     }
 
-    /// Sends a request and returns the whole 2xx body, failing over between keys.
+    /// Masks the lease's key, and any other pool key, wherever it appears in Google's text.
+    fn redact(&self, lease: &Lease, text: &str) -> String {
+        let raw = lease.key().expose();
+        let text = if raw.len() >= 4 && text.contains(raw) {
+            text.replace(raw, lease.masked())
+        } else {
+            text.to_string()
+        };
+        self.pool.redact(&text)
+    }
+
+    /// Classifies an error answer, with every key in it masked before anything stores it.
+    fn classify(&self, lease: &Lease, status: u16, body: &[u8]) -> (Outcome, ErrorBody, Bytes) {
+        let (mut outcome, mut error) = gemini::classify(status, body);
+        error.error.message = self.redact(lease, &error.error.message);
+        let redacted = self.redact(lease, outcome.message());
+        outcome.set_message(redacted);
+        let raw = if body.is_empty() {
+            Bytes::new()
+        } else {
+            Bytes::from(self.redact(lease, &String::from_utf8_lossy(body)))
+        };
+        (outcome, error, raw)
+    }
+
+    /// Sends a request and returns the whole 2xx body, failing over between keys. For quick
+    /// calls (model list, countTokens, embeddings): Google answers them at once.
     pub async fn send(&self, call: &Call) -> Result<Answer, GatewayError> {
         self.with_failover(call, |lease| self.attempt_plain(call, lease)).await
     }
 
+    /// A whole `generateContent` answer, fetched as `streamGenerateContent?alt=sse` and folded
+    /// into one response. Google sends a stream's headers at once, so a key that sends nothing
+    /// is abandoned after the first-byte timeout, while a long answer (minutes of thinking)
+    /// completes on its first key within `UPSTREAM_TOTAL_TIMEOUT_SECS`. `call` must be the
+    /// streaming call.
+    pub async fn generate(&self, call: &Call) -> Result<Answer, GatewayError> {
+        self.with_failover(call, |lease| self.attempt_assembled(call, lease))
+            .await
+    }
+
     /// Opens a stream, failing over between keys until one delivers its first event.
-    pub async fn open_stream(&self, call: &Call) -> Result<(EventStream, u64), GatewayError> {
-        self.with_failover(call, |lease| self.attempt_stream(call, lease)).await
+    pub async fn open_stream(&self, call: &Call) -> Result<Opened, GatewayError> {
+        self.with_failover(call, |lease| self.attempt_stream(call, lease, None))
+            .await
     }
 
     async fn with_failover<T, F, Fut>(&self, call: &Call, mut attempt: F) -> Result<T, GatewayError>
@@ -180,6 +285,11 @@ impl Upstream {
                 Ok(lease) => lease,
                 Err(unavailable) if last.is_none() => {
                     tracing::warn!(model = %call.model, keys = unavailable.total_keys, "no key available");
+                    if unavailable.model_unavailable {
+                        return Err(GatewayError::ModelUnavailable {
+                            model: call.model.clone(),
+                        });
+                    }
                     return Err(GatewayError::NoKeyAvailable {
                         retry_after: unavailable.retry_after,
                         all_rate_limited: unavailable.all_rate_limited,
@@ -188,37 +298,40 @@ impl Upstream {
                 }
                 Err(_) => break,
             };
-            let key_id = lease.key_id();
-            tried.push(key_id);
+            tried.push(lease.key_id());
             let key = lease.masked().to_string();
             let started = Instant::now();
             let result = attempt(lease).await;
+            let elapsed = started.elapsed();
             let class = match &result {
                 Attempt::Done(_) => "success",
                 Attempt::Failed { outcome, .. } => outcome.class(),
             };
-            self.book(call, key_id, &key, class, started.elapsed());
+            self.book(call, &key, class, elapsed);
             match result {
                 Attempt::Done(value) => {
                     tracing::info!(key = %key, model = %call.model, attempt = n, outcome = "success",
-                        latency_ms = started.elapsed().as_millis() as u64, "upstream attempt");
+                        latency_ms = elapsed.as_millis() as u64, "upstream attempt");
                     return Ok(value);
                 }
                 Attempt::Failed {
                     outcome,
                     status,
-                    mut error,
+                    error,
                     raw,
                 } => {
-                    error.error.message = self.pool.redact(&error.error.message);
                     tracing::info!(key = %key, model = %call.model, attempt = n, outcome = outcome.class(), status,
-                        latency_ms = started.elapsed().as_millis() as u64, message = %error.error.message, "upstream attempt");
+                        latency_ms = elapsed.as_millis() as u64, message = %error.error.message, "upstream attempt");
+                    if let Outcome::Stalled { message } = outcome {
+                        // Google has the request and is working on it: another key would only
+                        // repeat the same slow work.
+                        return Err(GatewayError::UpstreamFailed {
+                            status: 504,
+                            message,
+                            retry_after: None,
+                        });
+                    }
                     if !outcome.is_retryable() {
-                        let raw = if raw.is_empty() {
-                            Bytes::new()
-                        } else {
-                            Bytes::from(self.pool.redact(&String::from_utf8_lossy(&raw)))
-                        };
                         return Err(GatewayError::UpstreamRejected { status, error, raw });
                     }
                     last = Some((outcome, status, error));
@@ -256,140 +369,293 @@ impl Upstream {
         })
     }
 
-    async fn attempt_plain(&self, call: &Call, mut lease: Lease) -> Attempt<Answer> {
-        let deadline = Instant::now() + self.settings.total_timeout;
+    /// Sends and waits for the response headers, within the first-byte timeout (and `deadline`).
+    async fn send_headers(
+        &self,
+        call: &Call,
+        lease: &mut Lease,
+        deadline: Option<Instant>,
+    ) -> Result<reqwest::Response, Outcome> {
         let first_byte = Instant::now() + self.settings.first_byte_timeout;
-        let resp = match tokio::time::timeout_at(first_byte, self.request(call, &lease).send()).await {
-            Err(_) => {
-                return failed(
-                    &mut lease,
-                    timeout_outcome("no response from Gemini within the first-byte timeout"),
-                )
-            }
-            Ok(Err(e)) => return failed(&mut lease, transport_outcome(&e)),
-            Ok(Ok(resp)) => resp,
-        };
-        let status = resp.status().as_u16();
-        let body = match tokio::time::timeout_at(deadline, resp.bytes()).await {
-            Err(_) => {
-                return failed(
-                    &mut lease,
-                    timeout_outcome("Gemini's response did not complete within the total timeout"),
-                )
-            }
-            Ok(Err(e)) => return failed(&mut lease, transport_outcome(&e)),
-            Ok(Ok(body)) => body,
-        };
-        if (200..300).contains(&status) {
-            lease.report(&Outcome::Success);
-            return Attempt::Done(Answer {
-                body,
-                key: lease.masked().to_string(),
-                key_id: lease.key_id(),
-            });
+        let limit = deadline.map_or(first_byte, |d| d.min(first_byte));
+        match tokio::time::timeout_at(limit, self.request(call, lease).send()).await {
+            Err(_) => Err(timeout_outcome("no response from Gemini within the first-byte timeout")),
+            Ok(Err(e)) => Err(transport_outcome(&e)),
+            Ok(Ok(resp)) => Ok(resp),
         }
-        let (outcome, error) = gemini::classify(status, &body);
+    }
+
+    /// Reads an error body (bounded in time and size) and classifies it.
+    async fn read_error<T>(&self, lease: &mut Lease, resp: reqwest::Response) -> Attempt<T> {
+        let status = resp.status().as_u16();
+        let limit = Instant::now() + self.settings.first_byte_timeout;
+        let body = match tokio::time::timeout_at(limit, read_capped(resp, 1 << 20)).await {
+            Ok(Some(body)) => body,
+            _ => Bytes::new(),
+        };
+        let (outcome, error, raw) = self.classify(lease, status, &body);
         lease.report(&outcome);
         Attempt::Failed {
             outcome,
             status,
             error,
-            raw: body,
+            raw,
         }
     }
 
-    async fn attempt_stream(&self, call: &Call, mut lease: Lease) -> Attempt<(EventStream, u64)> {
+    async fn attempt_plain(&self, call: &Call, mut lease: Lease) -> Attempt<Answer> {
         let started = Instant::now();
-        let deadline = Instant::now() + self.settings.total_timeout;
-        let first_byte = Instant::now() + self.settings.first_byte_timeout;
-        let resp = match tokio::time::timeout_at(first_byte, self.request(call, &lease).send()).await {
-            Err(_) => {
-                return failed(
-                    &mut lease,
-                    timeout_outcome("no response from Gemini within the first-byte timeout"),
-                )
-            }
-            Ok(Err(e)) => return failed(&mut lease, transport_outcome(&e)),
-            Ok(Ok(resp)) => resp,
+        let deadline = started + self.settings.total_timeout;
+        let resp = match self.send_headers(call, &mut lease, None).await {
+            Ok(resp) => resp,
+            Err(outcome) => return failed(&mut lease, outcome, started),
         };
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            let body = match tokio::time::timeout_at(deadline, resp.bytes()).await {
-                Ok(Ok(body)) => body,
-                _ => Bytes::new(),
-            };
-            let (outcome, error) = gemini::classify(status, &body);
-            lease.report(&outcome);
-            return Attempt::Failed {
-                outcome,
-                status,
-                error,
-                raw: body,
-            };
+        if !resp.status().is_success() {
+            return self.read_error(&mut lease, resp).await;
         }
+        let body = match tokio::time::timeout_at(deadline, resp.bytes()).await {
+            Err(_) => {
+                let outcome = Outcome::Stalled {
+                    message: format!(
+                        "Gemini accepted the request but did not complete it within {} s (UPSTREAM_TOTAL_TIMEOUT_SECS)",
+                        self.settings.total_timeout.as_secs()
+                    ),
+                };
+                return failed(&mut lease, outcome, started);
+            }
+            Ok(Err(e)) => return failed(&mut lease, transport_outcome(&e), started),
+            Ok(Ok(body)) => body,
+        };
+        lease.report(&Outcome::Success);
+        lease.record_attempt(true, started.elapsed());
+        Attempt::Done(Answer {
+            body,
+            key: lease.masked().to_string(),
+            key_id: lease.key_id(),
+        })
+    }
+
+    /// Opens a stream on one key. Before the headers, silence is the key's problem (first-byte
+    /// timeout, retried elsewhere); after them, Google has accepted the request and silence is
+    /// slowness: it ends the request with a 504 and blames no one.
+    async fn attempt_stream(&self, call: &Call, mut lease: Lease, deadline: Option<Instant>) -> Attempt<Opened> {
+        let started = Instant::now();
+        let resp = match self.send_headers(call, &mut lease, deadline).await {
+            Ok(resp) => resp,
+            Err(outcome) => return failed(&mut lease, outcome, started),
+        };
+        if !resp.status().is_success() {
+            return self.read_error(&mut lease, resp).await;
+        }
+        let idle = self.settings.idle_timeout;
         let mut body = resp.bytes_stream();
         let mut parser = SseParser::new();
         let first = loop {
             if let Some(event) = parser.next_event() {
                 break event;
             }
-            match tokio::time::timeout_at(first_byte, body.next()).await {
+            let wait = wait_limit(idle, deadline);
+            match tokio::time::timeout_at(wait, body.next()).await {
                 Err(_) => {
-                    return failed(
-                        &mut lease,
-                        timeout_outcome("no stream event from Gemini within the first-byte timeout"),
-                    )
+                    let outcome = Outcome::Stalled {
+                        message: stall_message(idle, deadline, self.settings.total_timeout, false),
+                    };
+                    return failed(&mut lease, outcome, started);
                 }
                 Ok(Some(Ok(bytes))) => parser.push(&bytes),
-                Ok(Some(Err(e))) => return failed(&mut lease, transport_outcome(&e)),
+                Ok(Some(Err(e))) => return failed(&mut lease, transport_outcome(&e), started),
                 Ok(None) => match parser.finish() {
                     Some(event) => break event,
                     None => {
-                        return failed(
-                            &mut lease,
-                            Outcome::Transient {
-                                class: FailureClass::ServerError,
-                                message: "Gemini closed the stream before its first event".into(),
-                            },
-                        )
+                        let outcome = Outcome::Transient {
+                            class: FailureClass::ServerError,
+                            message: "Gemini closed the stream before its first event".into(),
+                        };
+                        return failed(&mut lease, outcome, started);
                     }
                 },
             }
         };
         lease.report(&Outcome::Success);
+        lease.record_attempt(true, started.elapsed());
         self.metrics.first_token(&call.model, started.elapsed());
-        let key = lease.key_id();
+        let key_id = lease.key_id();
+        let key = lease.masked().to_string();
         let state = Committed {
             body: Box::pin(body),
             parser,
             lease,
+            idle,
             deadline,
+            total: self.settings.total_timeout,
             done: false,
         };
         let rest = futures::stream::unfold(state, next_event);
-        let stream = futures::stream::once(async move { Ok(first) }).chain(rest);
-        Attempt::Done((Box::pin(stream), key))
+        let events = futures::stream::once(async move { Ok(first) }).chain(rest);
+        Attempt::Done(Opened {
+            events: Box::pin(events),
+            key_id,
+            key,
+        })
     }
 
-    /// Checks whether a disabled key works again (a cheap model-list call that uses no quota).
-    pub async fn probe(&self, lease_key: &super::secret::Secret) -> bool {
-        let url = format!("{}/v1beta/models?pageSize=1", self.base_url);
-        let req = self.http.get(url).header("x-goog-api-key", lease_key.expose());
-        matches!(tokio::time::timeout(self.settings.total_timeout, req.send()).await, Ok(Ok(r)) if r.status().is_success())
+    /// A streamed answer read to its end and folded into one `generateContent` response.
+    async fn attempt_assembled(&self, call: &Call, lease: Lease) -> Attempt<Answer> {
+        let deadline = Instant::now() + self.settings.total_timeout;
+        let opened = match self.attempt_stream(call, lease, Some(deadline)).await {
+            Attempt::Done(opened) => opened,
+            Attempt::Failed {
+                outcome,
+                status,
+                error,
+                raw,
+            } => {
+                return Attempt::Failed {
+                    outcome,
+                    status,
+                    error,
+                    raw,
+                }
+            }
+        };
+        let Opened {
+            mut events,
+            key_id,
+            key,
+        } = opened;
+        let mut merger = gemini::ResponseMerger::default();
+        while let Some(item) = events.next().await {
+            match item {
+                Ok(data) => {
+                    if let Err(e) = merger.push(&data) {
+                        return Attempt::failed_without_report(Outcome::Transient {
+                            class: FailureClass::ServerError,
+                            message: format!("unreadable stream event from Gemini: {e}"),
+                        });
+                    }
+                }
+                // Nothing has reached the client yet: a broken connection is retried on the
+                // next key (already counted against this one); a stall is not.
+                Err(StreamFault::Stalled(message)) => {
+                    return Attempt::failed_without_report(Outcome::Stalled { message })
+                }
+                Err(StreamFault::Broken(message)) => {
+                    return Attempt::failed_without_report(Outcome::Transient {
+                        class: FailureClass::Connection,
+                        message,
+                    })
+                }
+            }
+        }
+        Attempt::Done(Answer {
+            body: Bytes::from(merger.finish()),
+            key,
+            key_id,
+        })
     }
 
-    /// Re-validates disabled keys forever: each due key is probed; backoff doubles on failure.
+    /// Checks a key without spending generation quota: `countTokens` on the probe model.
+    /// Works, rejected (the key's own fault), or inconclusive (Google busy, slow or unreachable).
+    pub async fn probe(&self, key: &super::secret::Secret) -> Verdict {
+        let url = format!("{}/v1beta/models/{}:countTokens", self.base_url, self.probe_model);
+        let req = self
+            .http
+            .post(url)
+            .header("x-goog-api-key", key.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(r#"{"contents":[{"role":"user","parts":[{"text":"ping"}]}]}"#);
+        let limit = self.settings.probe_timeout;
+        let resp = match tokio::time::timeout(limit, req.send()).await {
+            Err(_) => return Verdict::Inconclusive("the probe timed out".into()),
+            Ok(Err(e)) => return Verdict::Inconclusive(outcome_text(&transport_outcome(&e))),
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Verdict::Works;
+        }
+        let body = tokio::time::timeout(limit, read_capped(resp, 1 << 20))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let (outcome, _) = gemini::classify(status, &body);
+        let raw = key.expose();
+        let message = outcome.message().replace(raw, &key.masked());
+        let message = self.pool.redact(&message);
+        match outcome {
+            Outcome::InvalidKey { .. } | Outcome::PermissionDenied { .. } => Verdict::Rejected(message),
+            // A 429 still proves the key is known to Google; the rest says nothing.
+            _ => Verdict::Inconclusive(if message.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                message
+            }),
+        }
+    }
+
+    /// Re-validates disabled keys forever: due keys are probed concurrently (a bounded number at
+    /// once); a rejection doubles the wait, an inconclusive probe keeps it.
     pub async fn run_revalidation(self: Arc<Self>) {
+        const CONCURRENT_PROBES: usize = 8;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            for entry in self.pool.due_for_probe() {
-                let works = self.probe(entry.secret()).await;
-                tracing::info!(key = %entry.masked(), works, "re-validated disabled key");
-                self.pool.probe_result(&entry, works);
+            let due = self.pool.due_for_probe();
+            if due.is_empty() {
+                continue;
             }
+            futures::stream::iter(due)
+                .for_each_concurrent(CONCURRENT_PROBES, |(entry, generation)| {
+                    let this = self.clone();
+                    async move {
+                        let verdict = this.probe(entry.secret()).await;
+                        tracing::info!(key = %entry.masked(), verdict = ?verdict, "re-validated disabled key");
+                        this.pool.probe_result(&entry, generation, &verdict);
+                    }
+                })
+                .await;
         }
+    }
+}
+
+/// Reads at most `cap` bytes of a body.
+async fn read_capped(resp: reqwest::Response, cap: usize) -> Option<Bytes> {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.ok()?;
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    Some(Bytes::from(out))
+}
+
+fn wait_limit(idle: Duration, deadline: Option<Instant>) -> Instant {
+    let by_idle = Instant::now() + idle;
+    deadline.map_or(by_idle, |d| d.min(by_idle))
+}
+
+fn stall_message(idle: Duration, deadline: Option<Instant>, total: Duration, started: bool) -> String {
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        format!(
+            "Gemini accepted the request but did not complete it within {} s (UPSTREAM_TOTAL_TIMEOUT_SECS)",
+            total.as_secs()
+        )
+    } else if started {
+        format!(
+            "Gemini sent nothing for {} s in the middle of the answer (UPSTREAM_IDLE_TIMEOUT_SECS)",
+            idle.as_secs()
+        )
+    } else {
+        format!(
+            "Gemini accepted the request but sent nothing for {} s (UPSTREAM_IDLE_TIMEOUT_SECS)",
+            idle.as_secs()
+        )
     }
 }
 
@@ -397,11 +663,13 @@ struct Committed {
     body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     parser: SseParser,
     lease: Lease,
-    deadline: Instant,
+    idle: Duration,
+    deadline: Option<Instant>,
+    total: Duration,
     done: bool,
 }
 
-async fn next_event(mut st: Committed) -> Option<(Result<Bytes, String>, Committed)> {
+async fn next_event(mut st: Committed) -> Option<(Result<Bytes, StreamFault>, Committed)> {
     if st.done {
         return None;
     }
@@ -409,7 +677,7 @@ async fn next_event(mut st: Committed) -> Option<(Result<Bytes, String>, Committ
         if let Some(event) = st.parser.next_event() {
             return Some((Ok(event), st));
         }
-        match tokio::time::timeout_at(st.deadline, st.body.next()).await {
+        match tokio::time::timeout_at(wait_limit(st.idle, st.deadline), st.body.next()).await {
             Ok(Some(Ok(bytes))) => st.parser.push(&bytes),
             Ok(None) => {
                 st.done = true;
@@ -419,50 +687,27 @@ async fn next_event(mut st: Committed) -> Option<(Result<Bytes, String>, Committ
                 let outcome = transport_outcome(&e);
                 st.lease.report(&outcome);
                 st.done = true;
-                return Some((
-                    Err(format!("the Gemini stream broke off: {}", outcome_message(&outcome))),
-                    st,
-                ));
+                let message = format!("the Gemini stream broke off: {}", outcome.message());
+                return Some((Err(StreamFault::Broken(message)), st));
             }
             Err(_) => {
-                st.lease.report(&timeout_outcome("stream exceeded the total timeout"));
+                // Slow is not dead: no blame on the key.
                 st.done = true;
-                return Some((Err("the Gemini stream exceeded the total timeout".to_string()), st));
+                let message = stall_message(st.idle, st.deadline, st.total, true);
+                return Some((Err(StreamFault::Stalled(message)), st));
             }
         }
     }
 }
 
-fn outcome_message(o: &Outcome) -> &str {
-    match o {
-        Outcome::Transient { message, .. }
-        | Outcome::InvalidKey { message }
-        | Outcome::PermissionDenied { message }
-        | Outcome::RateLimited { message, .. } => message,
-        _ => "",
-    }
+fn outcome_text(o: &Outcome) -> String {
+    o.message().to_string()
 }
 
-fn failed<T>(lease: &mut Lease, outcome: Outcome) -> Attempt<T> {
+fn failed<T>(lease: &mut Lease, outcome: Outcome, started: Instant) -> Attempt<T> {
     lease.report(&outcome);
-    let status = if matches!(
-        outcome,
-        Outcome::Transient {
-            class: FailureClass::Timeout,
-            ..
-        }
-    ) {
-        504
-    } else {
-        502
-    };
-    let error = ErrorBody::new(status, "UNAVAILABLE", outcome_message(&outcome));
-    Attempt::Failed {
-        outcome,
-        status,
-        error,
-        raw: Bytes::new(),
-    }
+    lease.record_attempt(false, started.elapsed());
+    Attempt::failed_without_report(outcome)
 }
 
 fn timeout_outcome(message: &str) -> Outcome {

@@ -9,6 +9,14 @@
 //! and defaults from its name: keys containing `invalid`, `denied`, `ratelimit`, `flaky`, `hang`
 //! or `slow` misbehave accordingly. Prompts can ask for special answers: `[[safety]]`, `[[block]]`,
 //! `[[empty]]`, `[[think]]`, `[[tool:NAME]]`, `[[image]]`.
+//!
+//! Timing is Google's: a non-streaming answer sends its headers only when the whole answer is
+//! ready; a stream sends its headers at once, then its first event after the "thinking" delay,
+//! then the others one delay apart (`POST /mock/timing`, or per key with the `slow` mode).
+//!
+//! Errors follow Google's semantics: a 403 is either about the key (suspended, with the key in
+//! the message as Google writes it) or about the request (a file or cached content the key's
+//! project does not own: this mock owns none, so every `fileData`/`cachedContent` gets it).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -45,15 +53,26 @@ pub enum Behavior {
     ServerError {
         code: u16,
     },
-    /// Never answers.
+    /// 429 whose `QuotaFailure` has a limit of 0: the model is not offered to this key (all
+    /// models, or only `model`).
+    ZeroQuota {
+        #[serde(default)]
+        model: Option<String>,
+    },
+    /// Never answers: no headers at all (a dead key).
     Hang,
+    /// Sends a stream's headers, then nothing ever (non-streaming: no headers, like `Hang`).
+    StallAfterHeaders,
     /// Streams `after` events, then breaks the connection.
     DropMidStream {
         after: u32,
     },
-    /// Waits `delay_ms` before answering and between stream events.
+    /// A slow answer: the first event after `first_event_ms` (default `delay_ms`: thinking),
+    /// the others `delay_ms` apart. Non-streaming headers come when all of it is done.
     Slow {
         delay_ms: u64,
+        #[serde(default)]
+        first_event_ms: Option<u64>,
     },
 }
 
@@ -85,6 +104,8 @@ pub struct MockState {
     stats: Mutex<Stats>,
     /// Default delay between stream events.
     chunk_delay_ms: AtomicU64,
+    /// Default delay before the first event ("thinking").
+    first_event_delay_ms: AtomicU64,
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_cancelled: AtomicU64,
@@ -134,6 +155,13 @@ impl MockGemini {
             .store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
+    /// Delay before every answer's first event, for every key ("thinking").
+    pub fn set_first_event_delay(&self, delay: Duration) {
+        self.state
+            .first_event_delay_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+    }
+
     pub fn stats(&self) -> Stats {
         lock(&self.state.stats).clone()
     }
@@ -154,6 +182,7 @@ impl MockGemini {
             .nest("/v1beta", api.clone())
             .nest("/v1", api)
             .route("/mock/keys/{key}", post(control_set))
+            .route("/mock/timing", post(control_timing))
             .route("/mock/stats", get(control_stats))
             .with_state(self.state.clone())
     }
@@ -189,7 +218,10 @@ fn default_behavior(key: &str) -> Behavior {
     } else if key.contains("hang") {
         Behavior::Hang
     } else if key.contains("slow") {
-        Behavior::Slow { delay_ms: 200 }
+        Behavior::Slow {
+            delay_ms: 200,
+            first_event_ms: None,
+        }
     } else {
         Behavior::Ok
     }
@@ -268,8 +300,9 @@ fn authenticate(
     Ok((key, behavior))
 }
 
-/// The error response a misbehaving key gets, if any (stream-only behaviours return `None`).
-async fn key_failure(behavior: &Behavior, model: &str) -> Option<Response> {
+/// The error response a misbehaving key gets, if any (timing behaviours of generate calls are
+/// applied by the caller and return `None` here).
+async fn key_failure(behavior: &Behavior, model: &str, generating: bool) -> Option<Response> {
     match behavior {
         Behavior::Invalid => Some(google_error(
             400,
@@ -289,6 +322,19 @@ async fn key_failure(behavior: &Behavior, model: &str) -> Option<Response> {
                 {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com"}
             ]),
         )),
+        Behavior::ZeroQuota { model: only } if only.as_deref().is_none_or(|m| m == model) => Some(google_error(
+            429,
+            "RESOURCE_EXHAUSTED",
+            &format!("You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.\n* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 0, model: {model}"),
+            json!([
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                    "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                    "quotaId": "GenerateRequestsPerDayPerProjectPerModel-FreeTier",
+                    "quotaDimensions": {"location": "global", "model": model}, "quotaValue": "0"}]},
+                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"}
+            ]),
+        )),
+        Behavior::ZeroQuota { .. } => None,
         Behavior::RateLimited {
             retry_delay_secs,
             per_day,
@@ -320,11 +366,12 @@ async fn key_failure(behavior: &Behavior, model: &str) -> Option<Response> {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Some(google_error(504, "DEADLINE_EXCEEDED", "Deadline expired", json!([])))
         }
-        Behavior::Slow { delay_ms } => {
+        Behavior::StallAfterHeaders if !generating => None,
+        Behavior::Slow { delay_ms, .. } if !generating => {
             tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
             None
         }
-        Behavior::Ok | Behavior::DropMidStream { .. } => None,
+        Behavior::Ok | Behavior::DropMidStream { .. } | Behavior::Slow { .. } | Behavior::StallAfterHeaders => None,
     }
 }
 
@@ -351,7 +398,7 @@ async fn list_models(
         Ok(k) => k,
         Err(resp) => return resp,
     };
-    if let Some(resp) = key_failure(&behavior, "").await {
+    if let Some(resp) = key_failure(&behavior, "", false).await {
         return resp;
     }
     let models: Vec<Value> = MODELS.iter().chain(EMBEDDING_MODELS).map(|m| model_json(m)).collect();
@@ -368,7 +415,7 @@ async fn get_model(
         Ok(k) => k,
         Err(resp) => return resp,
     };
-    if let Some(resp) = key_failure(&behavior, &name).await {
+    if let Some(resp) = key_failure(&behavior, &name, false).await {
         return resp;
     }
     if MODELS.contains(&name.as_str()) || EMBEDDING_MODELS.contains(&name.as_str()) {
@@ -390,14 +437,25 @@ async fn model_action(
     body: Bytes,
 ) -> Response {
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let (_, behavior) = match authenticate(&state, &headers, &query, format!("models/{name}"), parsed.as_ref()) {
+    let (key, behavior) = match authenticate(&state, &headers, &query, format!("models/{name}"), parsed.as_ref()) {
         Ok(k) => k,
         Err(resp) => return resp,
     };
     let Some((model, action)) = name.split_once(':') else {
         return google_error(404, "NOT_FOUND", "Method not found.", json!([]));
     };
-    if let Some(resp) = key_failure(&behavior, model).await {
+    let generating = matches!(action, "generateContent" | "streamGenerateContent");
+    if behavior == Behavior::PermissionDenied {
+        // Google names the consumer, key included, in this message.
+        return google_error(
+            403,
+            "PERMISSION_DENIED",
+            &format!("Permission denied: Consumer 'api_key:{key}' has been suspended."),
+            json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com",
+                    "metadata": {"consumer": format!("projects/mock-{}", fnv(key.as_bytes()) % 100_000), "service": "generativelanguage.googleapis.com"}}]),
+        );
+    }
+    if let Some(resp) = key_failure(&behavior, model, generating).await {
         return resp;
     }
     let Some(req) = parsed else {
@@ -418,26 +476,50 @@ async fn model_action(
     if !known {
         return not_found(model);
     }
+    if let Some(resp) = foreign_resource(&req) {
+        return resp;
+    }
+    let (first_delay, delay) = match behavior {
+        Behavior::Slow {
+            delay_ms,
+            first_event_ms,
+        } => (
+            Duration::from_millis(first_event_ms.unwrap_or(delay_ms)),
+            Duration::from_millis(delay_ms),
+        ),
+        _ => (
+            Duration::from_millis(state.first_event_delay_ms.load(Ordering::Relaxed)),
+            Duration::from_millis(state.chunk_delay_ms.load(Ordering::Relaxed)),
+        ),
+    };
     match action {
         "generateContent" => match generate(&req, model) {
-            Ok(events) => Json(merge_events(&events)).into_response(),
+            Ok(events) => {
+                if behavior == Behavior::StallAfterHeaders {
+                    // Without a stream there are no early headers: silence.
+                    std::future::pending::<()>().await;
+                }
+                // Headers only when the whole answer is ready, as Google sends them.
+                let total = first_delay + delay * (events.len().saturating_sub(1) as u32);
+                if !total.is_zero() {
+                    tokio::time::sleep(total).await;
+                }
+                Json(merge_events(&events)).into_response()
+            }
             Err(resp) => resp,
         },
         "streamGenerateContent" => match generate(&req, model) {
             Ok(events) => {
-                let delay = match behavior {
-                    Behavior::Slow { delay_ms } => Duration::from_millis(delay_ms),
-                    _ => Duration::from_millis(state.chunk_delay_ms.load(Ordering::Relaxed)),
-                };
                 let drop_after = match behavior {
                     Behavior::DropMidStream { after } => Some(after as usize),
+                    Behavior::StallAfterHeaders => Some(usize::MAX),
                     _ => None,
                 };
                 stream_response(
                     state.clone(),
                     events,
                     query.get("alt").is_some_and(|a| a == "sse"),
-                    delay,
+                    (first_delay, delay),
                     drop_after,
                 )
             }
@@ -770,22 +852,29 @@ impl Drop for StreamGuard {
     }
 }
 
+/// `drop_after`: break the connection before event `n` (`usize::MAX`: go silent after the
+/// headers instead). `delays`: before the first event, and between the others.
 fn stream_response(
     state: Arc<MockState>,
     events: Vec<Value>,
     sse: bool,
-    delay: Duration,
+    delays: (Duration, Duration),
     drop_after: Option<usize>,
 ) -> Response {
     state.streams_started.fetch_add(1, Ordering::Relaxed);
     let guard = StreamGuard { state, finished: false };
     let total = events.len();
+    let (first_delay, delay) = delays;
     let stream = futures::stream::unfold(
         (events.into_iter().enumerate(), guard),
         move |(mut it, mut guard)| async move {
             let (i, ev) = it.next()?;
-            if i > 0 && !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+            if drop_after == Some(usize::MAX) {
+                std::future::pending::<()>().await;
+            }
+            let wait = if i == 0 { first_delay } else { delay };
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
             }
             if drop_after == Some(i) {
                 return Some((
@@ -831,6 +920,48 @@ async fn control_set(
 ) -> StatusCode {
     lock(&state.rules).insert(key, rule);
     StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+struct Timing {
+    #[serde(default)]
+    first_event_ms: u64,
+    #[serde(default)]
+    between_ms: u64,
+}
+
+/// `POST /mock/timing {"first_event_ms", "between_ms"}`: delays for every key.
+async fn control_timing(State(state): State<Arc<MockState>>, Json(t): Json<Timing>) -> StatusCode {
+    state.first_event_delay_ms.store(t.first_event_ms, Ordering::Relaxed);
+    state.chunk_delay_ms.store(t.between_ms, Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+/// Files and cached contents belong to the project of the key that made them; this mock's keys
+/// own none, so a request naming one gets Google's request-scoped 403.
+fn foreign_resource(req: &Value) -> Option<Response> {
+    if let Some(name) = req.get("cachedContent").and_then(Value::as_str) {
+        let _ = name;
+        return Some(google_error(
+            403,
+            "PERMISSION_DENIED",
+            "CachedContent not found (or permission denied)",
+            json!([]),
+        ));
+    }
+    let contents = req.get("contents").and_then(Value::as_array)?;
+    let uri = contents
+        .iter()
+        .filter_map(|c| c.get("parts").and_then(Value::as_array))
+        .flatten()
+        .find_map(|p| p.pointer("/fileData/fileUri").and_then(Value::as_str))?;
+    let id = uri.rsplit('/').next().unwrap_or(uri);
+    Some(google_error(
+        403,
+        "PERMISSION_DENIED",
+        &format!("You do not have permission to access the File {id} or it may not exist."),
+        json!([]),
+    ))
 }
 
 async fn control_stats(State(state): State<Arc<MockState>>) -> Json<Value> {

@@ -199,7 +199,8 @@ impl Application {
                 settings.max_retries,
                 metrics.clone(),
             )
-            .map_err(StartupError::Client)?,
+            .map_err(StartupError::Client)?
+            .with_probe_model(&settings.probe_model),
         );
         if !assets::site_present() {
             tracing::warn!("the web UI was not built into this binary (run `cargo leptos build --release`); the API works without it");

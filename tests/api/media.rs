@@ -51,9 +51,9 @@ async fn remote_images_are_fetched_and_inlined() {
     );
 
     for (path, needle) in [
-        ("/page.html", "content type"),
-        ("/big.png", "limit"),
-        ("/missing.png", "HTTP 404"),
+        ("/page.html", "could not be fetched"),
+        ("/big.png", "could not be fetched"),
+        ("/missing.png", "could not be fetched"),
     ] {
         let (status, body) = app.chat_json(&with_image(&format!("{images}{path}"))).await;
         assert_eq!(status, 400, "{path}: {body}");
@@ -76,7 +76,72 @@ async fn private_hosts_are_refused_by_default() {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("not a public address"),
+            .contains("could not be fetched"),
+        "{body}"
+    );
+    // The same text whether the host is refused or nothing listens there: no port scanning.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_, other) = app.chat_json(&with_image(&format!("http://{closed}/x.png"))).await;
+    assert_eq!(other["error"]["message"], body["error"]["message"]);
+    assert_eq!(app.mock.stats().total, 0);
+}
+
+#[tokio::test]
+async fn media_urls_are_capped_per_request() {
+    let images = image_server().await;
+    let app = spawn_app_with(
+        &[KEY],
+        &[
+            ("MEDIA_FETCH_ALLOW_PRIVATE", "true"),
+            ("MEDIA_FETCH_MAX_URLS", "2"),
+            ("MEDIA_FETCH_MAX_BYTES", "1000"),
+            ("MEDIA_FETCH_MAX_TOTAL_BYTES", &(PNG.len() * 2 + 10).to_string()),
+        ],
+    )
+    .await;
+    let url = format!("{images}/cat.png");
+    let many = |n: usize| {
+        let mut parts = vec![json!({"type": "text", "text": "what are they"})];
+        parts.extend((0..n).map(|_| json!({"type": "image_url", "image_url": {"url": url}})));
+        json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": parts}]})
+    };
+    let (status, body) = app.chat_json(&many(3)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("MEDIA_FETCH_MAX_URLS"),
+        "{body}"
+    );
+    let (status, body) = app.chat_json(&many(2)).await;
+    assert_eq!(status, 200, "{body}");
+    // Two fit the total budget; a third message's worth does not.
+    let mut three = many(2);
+    three["messages"][0]["content"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "image_url", "image_url": {"url": url}}));
+    let app3 = spawn_app_with(
+        &[KEY],
+        &[
+            ("MEDIA_FETCH_ALLOW_PRIVATE", "true"),
+            ("MEDIA_FETCH_MAX_URLS", "5"),
+            ("MEDIA_FETCH_MAX_BYTES", "1000"),
+            ("MEDIA_FETCH_MAX_TOTAL_BYTES", &(PNG.len() * 2 + 10).to_string()),
+        ],
+    )
+    .await;
+    let (status, body) = app3.chat_json(&three).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("MEDIA_FETCH_MAX_TOTAL_BYTES"),
         "{body}"
     );
 }

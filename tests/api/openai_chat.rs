@@ -41,7 +41,7 @@ async fn chat_completion_is_translated_both_ways() {
     );
     assert_eq!(
         app.mock.stats().last_path.unwrap(),
-        "models/gemini-2.5-flash:generateContent"
+        "models/gemini-2.5-flash:streamGenerateContent"
     );
 }
 

@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::json;
 
 use crate::api::admin::AddKeys;
+use crate::gateway::pool::Verdict;
 use crate::server::auth::bearer_from;
 use crate::server::AppState;
 
@@ -81,7 +82,14 @@ pub async fn key_action(State(state): State<AppState>, Path((id, action)): Path<
         "enable" => state.admin.set_disabled(&id, false).await,
         "reset" => Ok(state.admin.reset(&id)),
         "validate" => match state.admin.validate(&id).await {
-            Some(works) => return Json(json!({"id": id, "works": works})).into_response(),
+            Some(verdict) => {
+                let (works, result, detail) = match verdict {
+                    Verdict::Works => (Some(true), "works", None),
+                    Verdict::Rejected(m) => (Some(false), "rejected", Some(m)),
+                    Verdict::Inconclusive(m) => (None, "inconclusive", Some(m)),
+                };
+                return Json(json!({"id": id, "works": works, "result": result, "detail": detail})).into_response();
+            }
             None => Ok(false),
         },
         other => {

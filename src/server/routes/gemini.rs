@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{OriginalUri, Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -118,33 +117,31 @@ pub async fn get_model(
     }
 }
 
-/// `POST models/{model}:{action}`.
+/// `POST models/{model}:{action}`. The token is checked before a byte of the body is read.
 pub async fn model_action(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
     Path(name): Path<String>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Response {
     if let Err(resp) = check_auth(&state, &headers, &query) {
         return resp;
     }
     let version = api_version(uri.path());
-    let body = match body {
+    let body = match axum::body::to_bytes(req.into_body(), state.settings.max_body_bytes).await {
         Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return GoogleError(GatewayError::PayloadTooLarge {
-                message: "The request body is larger than MAX_BODY_BYTES allows".into(),
-            })
-            .into_response()
-        }
-        Err(r) => {
-            return GoogleError(GatewayError::invalid(
-                format!("Could not read the request body: {r}"),
-                None,
-            ))
-            .into_response()
+        Err(e) => {
+            let too_large = is_length_limit(&e);
+            let error = if too_large {
+                GatewayError::PayloadTooLarge {
+                    message: "The request body is larger than MAX_BODY_BYTES allows".into(),
+                }
+            } else {
+                GatewayError::invalid(format!("Could not read the request body: {e}"), None)
+            };
+            return GoogleError(error).into_response();
         }
     };
     let Some((model, action)) = name.split_once(':') else {
@@ -196,9 +193,15 @@ pub async fn model_action(
                     first = false;
                     [sep, &data].concat()
                 }
-                Err(message) => {
-                    let err = serde_json::json!({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}})
-                        .to_string();
+                Err(fault) => {
+                    let (code, status) = if fault.is_stall() {
+                        (504, "DEADLINE_EXCEEDED")
+                    } else {
+                        (502, "UNAVAILABLE")
+                    };
+                    let err =
+                        serde_json::json!({"error": {"code": code, "message": fault.message(), "status": status}})
+                            .to_string();
                     if sse {
                         format!("data: {err}\r\n\r\n").into_bytes()
                     } else {
@@ -222,6 +225,18 @@ pub async fn model_action(
     resp.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp
+}
+
+/// Whether reading a body failed on `MAX_BODY_BYTES` (axum reports it as a length limit).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if err.to_string().contains("length limit") {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 pub async fn not_found() -> Response {
