@@ -15,6 +15,7 @@ async fn main() -> ExitCode {
         }
     };
     gemini_balance::server::telemetry::init(settings.log_json);
+    gemini_balance::server::raise_fd_limit();
     if settings.api_keys.is_empty() {
         tracing::warn!("GEMINI_API_KEYS is empty: every API request will fail with 503 until keys are configured");
     }

@@ -1,10 +1,12 @@
 //! In-process metrics rendered in Prometheus's text format, and the per-request trace that
 //! handlers and the upstream client fill in (upstream time, key, tokens) for logs and metrics.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use super::pool::KeyPool;
@@ -61,10 +63,16 @@ struct Inner {
 }
 
 /// The gateway's counters and histograms. One short lock per observation.
+///
+/// Labels stay bounded: a model becomes a label only once Google has served it (at most
+/// [`MAX_MODEL_LABELS`]); any other name a client sends is counted as `other`.
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    served: RwLock<HashSet<String>>,
 }
+
+pub const MAX_MODEL_LABELS: usize = 200;
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -75,31 +83,61 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Notes that Google served `model`: from now on it is a label of its own.
+    pub fn served(&self, model: &str) {
+        if model.is_empty() {
+            return;
+        }
+        if self.served.read().unwrap_or_else(|e| e.into_inner()).contains(model) {
+            return;
+        }
+        let mut set = self.served.write().unwrap_or_else(|e| e.into_inner());
+        if set.len() < MAX_MODEL_LABELS {
+            set.insert(model.to_string());
+        }
+    }
+
+    /// The label for a model name: itself if Google has served it, else `other`.
+    pub fn label<'a>(&self, model: &'a str) -> Cow<'a, str> {
+        let bare = model.strip_prefix("models/").unwrap_or(model);
+        if bare.is_empty() {
+            return Cow::Borrowed("");
+        }
+        if self.served.read().unwrap_or_else(|e| e.into_inner()).contains(bare) {
+            Cow::Borrowed(bare)
+        } else {
+            Cow::Borrowed("other")
+        }
+    }
+
     /// One finished request to the gateway.
     pub fn request(&self, route: &str, model: &str, status: u16, error_class: &str) {
+        let model = self.label(model);
         *self
             .lock()
             .requests
-            .entry((route.into(), model.into(), status, error_class.into()))
+            .entry((route.into(), model.into_owned(), status, error_class.into()))
             .or_insert(0) += 1;
     }
 
     /// One upstream attempt and its outcome class.
     pub fn attempt(&self, model: &str, outcome: &str, latency: Duration) {
+        let model = self.label(model).into_owned();
         let mut inner = self.lock();
-        *inner.attempts.entry((model.into(), outcome.into())).or_insert(0) += 1;
+        *inner.attempts.entry((model.clone(), outcome.into())).or_insert(0) += 1;
         inner
             .upstream_latency
-            .entry(model.into())
+            .entry(model)
             .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
             .observe(latency.as_secs_f64());
     }
 
     /// Time from sending a streaming request upstream to its first event.
     pub fn first_token(&self, model: &str, latency: Duration) {
+        let model = self.label(model).into_owned();
         self.lock()
             .ttft
-            .entry(model.into())
+            .entry(model)
             .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
             .observe(latency.as_secs_f64());
     }
@@ -203,6 +241,31 @@ pub struct RequestTrace {
     pub key: Option<String>,
     pub tokens: u64,
     pub error_class: Option<&'static str>,
+    /// Set when the answer is a stream: its real outcome is known only when it ends.
+    pub stream: Option<Arc<StreamEnd>>,
+}
+
+/// How a stream ended, filled in by the stream itself after the handler has returned.
+#[derive(Debug, Default)]
+pub struct StreamEnd {
+    tokens: AtomicU64,
+    error_class: OnceLock<&'static str>,
+}
+
+impl StreamEnd {
+    pub fn set_tokens(&self, tokens: u64) {
+        self.tokens.store(tokens, Ordering::Relaxed);
+    }
+    /// The first error class set wins.
+    pub fn set_error(&self, class: &'static str) {
+        let _ = self.error_class.set(class);
+    }
+    pub fn tokens(&self) -> u64 {
+        self.tokens.load(Ordering::Relaxed)
+    }
+    pub fn error_class(&self) -> Option<&'static str> {
+        self.error_class.get().copied()
+    }
 }
 
 tokio::task_local! {
@@ -224,5 +287,13 @@ impl RequestTrace {
     /// Updates the current request's trace, if there is one.
     pub fn update(f: impl FnOnce(&mut RequestTrace)) {
         let _ = TRACE.try_with(|t| f(&mut t.borrow_mut()));
+    }
+
+    /// Marks the current request's answer as a stream and returns the handle the stream fills
+    /// in when it ends (a fresh one outside a request).
+    pub fn stream_end() -> Arc<StreamEnd> {
+        TRACE
+            .try_with(|t| t.borrow_mut().stream.get_or_insert_with(Arc::default).clone())
+            .unwrap_or_default()
     }
 }

@@ -327,6 +327,8 @@ pub struct KeyPool {
     next_id: AtomicU64,
     settings: PoolSettings,
     clock: Arc<dyn Clock>,
+    /// (when, total, usable) of the last [`KeyPool::availability`] count.
+    availability: Mutex<Option<(Instant, usize, usize)>>,
 }
 
 impl std::fmt::Debug for KeyPool {
@@ -343,6 +345,7 @@ impl KeyPool {
             next_id: AtomicU64::new(1),
             settings,
             clock,
+            availability: Mutex::new(None),
         };
         pool.add_keys(keys);
         pool
@@ -517,6 +520,29 @@ impl KeyPool {
                 }
             }
         }
+    }
+
+    /// How many keys exist and how many could take a request now, recounted at most once a
+    /// second: a health check costs O(1) however often it is polled.
+    pub fn availability(&self) -> (usize, usize) {
+        let now = self.clock.now();
+        let mut cache = self.availability.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, total, usable)) = *cache {
+            if now.saturating_duration_since(at) < Duration::from_secs(1) {
+                return (total, usable);
+            }
+        }
+        let keys = self.snapshot();
+        let usable = keys
+            .iter()
+            .filter(|e| {
+                let h = e.health();
+                matches!(h.state, KeyState::Active | KeyState::HalfOpen { .. })
+                    && h.key_rate_limit.is_none_or(|t| t <= now)
+            })
+            .count();
+        *cache = Some((now, keys.len(), usable));
+        (keys.len(), usable)
     }
 
     /// Masked picture of every key.

@@ -119,6 +119,7 @@ impl Gateway {
             translator,
             self.upstream.pool().clone(),
             key_id,
+            super::metrics::RequestTrace::stream_end(),
         ))
     }
 
@@ -171,6 +172,10 @@ impl Gateway {
                 serde_json::from_slice(&answer.body).map_err(|e| GatewayError::BadUpstreamResponse {
                     message: format!("unreadable model list from Gemini: {e}"),
                 })?;
+            // Models Google lists are real names: they may become metric labels.
+            for m in &list.models {
+                self.upstream.metrics().served(m.name.trim_start_matches("models/"));
+            }
             data.extend(list.models.into_iter().map(|m| ModelObject {
                 id: m.name.trim_start_matches("models/").to_string(),
                 object: "model",
@@ -257,7 +262,18 @@ impl Gateway {
 
     /// A native stream: each upstream event's data, unchanged, as it arrives.
     pub async fn native_stream(&self, call: &NativeCall) -> Result<super::upstream::EventStream, GatewayError> {
-        Ok(self.upstream.open_stream(&call.to_call(true)).await?.events)
+        let opened = self.upstream.open_stream(&call.to_call(true)).await?;
+        let end = super::metrics::RequestTrace::stream_end();
+        let events = opened.events.inspect(move |item| {
+            if let Err(fault) = item {
+                end.set_error(if fault.is_stall() {
+                    "upstream_timeout"
+                } else {
+                    "upstream_stream_error"
+                });
+            }
+        });
+        Ok(Box::pin(events))
     }
 }
 
@@ -287,6 +303,7 @@ fn translate_stream(
     translator: StreamTranslator,
     pool: Arc<super::pool::KeyPool>,
     key_id: u64,
+    end: Arc<super::metrics::StreamEnd>,
 ) -> impl Stream<Item = StreamItem> + Send + 'static {
     struct State {
         events: super::upstream::EventStream,
@@ -295,6 +312,7 @@ fn translate_stream(
         tail: Vec<StreamItem>,
         pool: Arc<super::pool::KeyPool>,
         key_id: u64,
+        end: Arc<super::metrics::StreamEnd>,
     }
     let state = State {
         events,
@@ -303,6 +321,7 @@ fn translate_stream(
         tail: Vec::new(),
         pool,
         key_id,
+        end,
     };
     futures::stream::unfold(state, |mut st| async move {
         loop {
@@ -318,6 +337,7 @@ fn translate_stream(
                         Ok(e) => e,
                         Err(e) => {
                             st.ended = true;
+                            st.end.set_error("bad_upstream_response");
                             let msg = format!("unreadable stream event from Gemini: {e}");
                             return Some((StreamItem::Error(error_json(&msg, "upstream_error")), st));
                         }
@@ -339,16 +359,19 @@ fn translate_stream(
                     } else {
                         "upstream_stream_error"
                     };
+                    st.end.set_error(code);
                     return Some((StreamItem::Error(error_json(fault.message(), code)), st));
                 }
                 None => {
                     st.ended = true;
                     if !st.translator.is_finished() {
+                        st.end.set_error("upstream_stream_error");
                         let msg = "the Gemini stream ended before a finish reason";
                         return Some((StreamItem::Error(error_json(msg, "upstream_stream_error")), st));
                     }
                     if let Some(u) = st.translator.usage() {
                         st.pool.record_tokens(st.key_id, u64::from(u.total_tokens));
+                        st.end.set_tokens(u64::from(u.total_tokens));
                     }
                     // Popped from the back: usage chunk first, then [DONE].
                     st.tail.push(StreamItem::Done);

@@ -88,15 +88,19 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 
 impl Store {
     /// Opens (or creates) the database and starts the writer thread.
-    pub fn open(data_dir: &Path, retention: Duration) -> Result<(Store, Snapshot), String> {
+    pub fn open(data_dir: &Path, retention: Duration, max_rows: u64) -> Result<(Store, Snapshot), String> {
         std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create DATA_DIR {}: {e}", data_dir.display()))?;
         let path = data_dir.join("gemini-balance.db");
+        private_file(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let conn = open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        for side in ["gemini-balance.db-wal", "gemini-balance.db-shm"] {
+            let _ = restrict(&data_dir.join(side));
+        }
         let snapshot = load(&conn).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let (tx, rx) = mpsc::sync_channel(16_384);
         std::thread::Builder::new()
             .name("gb-store".into())
-            .spawn(move || writer(conn, rx, retention))
+            .spawn(move || writer(conn, rx, retention, max_rows))
             .map_err(|e| format!("cannot start the store writer: {e}"))?;
         Ok((Store { tx }, snapshot))
     }
@@ -223,10 +227,82 @@ fn write_logs(conn: &mut Connection, rows: &mut Vec<LogRow>) {
     rows.clear();
 }
 
-fn writer(mut conn: Connection, rx: Receiver<Cmd>, retention: Duration) {
+/// Creates the database file readable by its owner only (it holds the keys), or tightens an
+/// existing one.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)?;
+    }
+    restrict(path)
+}
+
+fn restrict(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let _ = path;
+    Ok(())
+}
+
+/// Deletes old log rows in batches (each its own short transaction, so the writer never stalls
+/// on one huge delete): rows older than the retention, then the oldest beyond `max_rows`.
+fn prune(conn: &Connection, retention: Duration, max_rows: u64) {
+    const BATCH: i64 = 5_000;
+    let cutoff = unix(SystemTime::now()) - retention.as_secs() as i64;
+    for _ in 0..1_000 {
+        match conn.execute(
+            "DELETE FROM request_log WHERE rowid IN (SELECT rowid FROM request_log WHERE at < ?1 ORDER BY rowid LIMIT ?2)",
+            params![cutoff, BATCH],
+        ) {
+            Ok(n) if n as i64 == BATCH => continue,
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, "could not prune the request log");
+                return;
+            }
+        }
+    }
+    // Row ids grow by one per row, so their span is the row count without a table scan.
+    let span: rusqlite::Result<(Option<i64>, Option<i64>)> =
+        conn.query_row("SELECT min(rowid), max(rowid) FROM request_log", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        });
+    if let Ok((Some(lo), Some(hi))) = span {
+        let excess = (hi - lo + 1) - max_rows as i64;
+        let mut left = excess;
+        while left > 0 {
+            let n = left.min(BATCH);
+            match conn.execute(
+                "DELETE FROM request_log WHERE rowid IN (SELECT rowid FROM request_log ORDER BY rowid LIMIT ?1)",
+                [n],
+            ) {
+                Ok(0) => break,
+                Ok(done) => left -= done as i64,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not prune the request log");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn writer(mut conn: Connection, rx: Receiver<Cmd>, retention: Duration, max_rows: u64) {
     let mut pending: Vec<LogRow> = Vec::new();
     let mut last_flush = Instant::now();
-    let mut last_prune = Instant::now() - Duration::from_secs(3600);
+    let mut last_prune = Instant::now()
+        .checked_sub(Duration::from_secs(3600))
+        .unwrap_or_else(Instant::now);
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
             Ok(Cmd::Log(row)) => pending.push(row),
@@ -273,12 +349,56 @@ fn writer(mut conn: Connection, rx: Receiver<Cmd>, retention: Duration) {
             write_logs(&mut conn, &mut pending);
             last_flush = Instant::now();
         }
-        if last_prune.elapsed() >= Duration::from_secs(3600) {
-            let cutoff = unix(SystemTime::now()) - retention.as_secs() as i64;
-            if let Err(e) = conn.execute("DELETE FROM request_log WHERE at < ?1", [cutoff]) {
-                tracing::error!(error = %e, "could not prune the request log");
-            }
+        if last_prune.elapsed() >= Duration::from_secs(60) {
+            prune(&conn, retention, max_rows);
             last_prune = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(at: SystemTime) -> LogRow {
+        LogRow {
+            at,
+            route: "/v1/chat/completions".into(),
+            model: "m".into(),
+            key: "AIza…abc".into(),
+            status: 200,
+            latency_ms: 1,
+            tokens: 0,
+            error_class: String::new(),
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_retention_and_row_cap_in_batches() {
+        let dir = std::env::temp_dir().join(format!("gb-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gemini-balance.db");
+        private_file(&path).unwrap();
+        let mut conn = open(&path).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(10 * 86_400);
+        let mut rows: Vec<LogRow> = (0..7_000).map(|_| row(old)).collect();
+        rows.extend((0..12_000).map(|_| row(SystemTime::now())));
+        write_logs(&mut conn, &mut rows);
+        prune(&conn, Duration::from_secs(86_400), 10_000);
+        let (count, oldest): (i64, i64) = conn
+            .query_row("SELECT count(*), min(at) FROM request_log", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(count, 10_000);
+        assert!(oldest > unix(old));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -310,6 +310,7 @@ impl Upstream {
             self.book(call, &key, class, elapsed);
             match result {
                 Attempt::Done(value) => {
+                    self.metrics.served(&call.model);
                     tracing::info!(key = %key, model = %call.model, attempt = n, outcome = "success",
                         latency_ms = elapsed.as_millis() as u64, "upstream attempt");
                     return Ok(value);
@@ -478,6 +479,7 @@ impl Upstream {
         };
         lease.report(&Outcome::Success);
         lease.record_attempt(true, started.elapsed());
+        self.metrics.served(&call.model);
         self.metrics.first_token(&call.model, started.elapsed());
         let key_id = lease.key_id();
         let key = lease.masked().to_string();

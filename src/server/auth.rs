@@ -58,3 +58,105 @@ pub fn bearer_from(headers: &axum::http::HeaderMap) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
+
+/// Whether a `Host` header names this machine (`localhost`, `*.localhost`, `127.x.x.x`, `[::1]`).
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Open mode (no `ALLOWED_TOKENS`): only this machine may drive the API, so a web page open in
+/// the user's browser cannot. The `Host` must be a loopback name (defeats DNS rebinding), and a
+/// POST must be `application/json` (a cross-site page can only send that after a CORS
+/// preflight, which the gateway never grants). The UI's own read-only server functions under
+/// `/api/ui` keep their form encoding.
+pub async fn open_mode_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !state.settings.allowed_tokens.is_empty() {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let path = req.uri().path();
+    let google = path.starts_with("/v1beta") || path.starts_with("/gemini/") || path.starts_with("/upload/");
+    if !host.is_some_and(is_loopback_host) {
+        let message = "This gateway runs without ALLOWED_TOKENS, so it only answers requests addressed to localhost. Set ALLOWED_TOKENS to serve other hosts.";
+        return refuse(google, StatusCode::FORBIDDEN, message, "PERMISSION_DENIED");
+    }
+    let headers = req.headers();
+    // A header a page could only add after a CORS preflight proves the caller is not a plain
+    // cross-site form; so does an empty body.
+    let credentialed = headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-goog-api-key");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let has_body = content_type.is_some()
+        || headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|n| n.trim() != "0");
+    if req.method() == axum::http::Method::POST && !credentialed && has_body && !path.starts_with("/api/ui/") {
+        let json = content_type.is_some_and(|ct| {
+            let ct = ct.trim_start().to_ascii_lowercase();
+            ct.starts_with("application/json")
+        });
+        if !json {
+            let message = "Send the request body as JSON with 'Content-Type: application/json'.";
+            return refuse(google, StatusCode::UNSUPPORTED_MEDIA_TYPE, message, "INVALID_ARGUMENT");
+        }
+    }
+    next.run(req).await
+}
+
+fn refuse(google: bool, code: StatusCode, message: &str, google_status: &str) -> Response {
+    use axum::response::IntoResponse;
+    if google {
+        let body = crate::gateway::gemini::ErrorBody::new(code.as_u16(), google_status, message);
+        (code, axum::Json(body)).into_response()
+    } else {
+        openai_error(code, message, "invalid_request_error", Some("forbidden"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:3000",
+            "127.0.0.1:8080",
+            "[::1]:3000",
+            "app.localhost",
+            "LOCALHOST.",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.com",
+            "127.0.0.1.evil.com",
+            "localhost.evil.com:80",
+            "10.0.0.1",
+            "[::2]",
+            "",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+}

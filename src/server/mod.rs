@@ -142,8 +142,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/admin/api", admin_api(&state))
         .route("/healthz", get(routes::health::healthz))
         .route("/metrics", get(routes::admin::metrics))
-        .with_state(state)
+        .with_state(state.clone())
         .merge(site)
+        .layer(axum::middleware::from_fn_with_state(state, auth::open_mode_guard))
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -172,6 +173,15 @@ pub struct Application {
     router: Router,
     background: Vec<JoinHandle<()>>,
     admin: Admin,
+    limits: ConnectionLimits,
+}
+
+/// How the accept loop treats connections.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    max_connections: usize,
+    header_read_timeout: std::time::Duration,
+    shutdown_grace: std::time::Duration,
 }
 
 impl Application {
@@ -180,8 +190,8 @@ impl Application {
             addr: settings.site_addr,
             source,
         })?;
-        let (store, snapshot) =
-            Store::open(&settings.data_dir, settings.log_retention).map_err(StartupError::Client)?;
+        let (store, snapshot) = Store::open(&settings.data_dir, settings.log_retention, settings.log_max_rows)
+            .map_err(StartupError::Client)?;
         let (keys, manual) = admin::startup_keys(&settings.api_keys, &snapshot);
         let pool = Arc::new(KeyPool::new(keys, settings.pool.clone(), Arc::new(SystemClock)));
         for fingerprint in manual {
@@ -218,6 +228,11 @@ impl Application {
             }),
         ];
         let media = MediaFetcher::new(settings.media.clone()).map_err(StartupError::Client)?;
+        let limits = ConnectionLimits {
+            max_connections: settings.max_connections,
+            header_read_timeout: settings.header_read_timeout,
+            shutdown_grace: settings.shutdown_grace,
+        };
         let state = AppState {
             settings: Arc::new(settings),
             gateway: Gateway::new(upstream, media),
@@ -229,6 +244,7 @@ impl Application {
             router: router(state),
             background,
             admin,
+            limits,
         })
     }
 
@@ -247,7 +263,8 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests and flushes the store.
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight requests and
+    /// streams finish for up to `SHUTDOWN_GRACE_SECS`, and flushes counters and the request log.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -257,14 +274,127 @@ impl Application {
             router,
             background,
             admin,
+            limits,
         } = self;
-        let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+        serve(listener, router, limits, shutdown).await;
         for task in background {
             task.abort();
         }
         admin.save_counters();
         admin.store().flush().await;
-        result
+        Ok(())
+    }
+}
+
+/// The accept loop: one task per connection, at most `max_connections` at once (beyond that,
+/// new connections wait in the listen backlog), a deadline for request headers, and a graceful
+/// shutdown bounded by the grace period.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut warned_full = false;
+    tokio::pin!(shutdown);
+    loop {
+        let permit = if let Ok(p) = permits.clone().try_acquire_owned() {
+            p
+        } else {
+            if !warned_full {
+                tracing::warn!(
+                    limit = limits.max_connections,
+                    "connection limit reached (MAX_CONNECTIONS); new connections wait"
+                );
+                warned_full = true;
+            }
+            tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = &mut shutdown => break,
+            }
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors or similar: wait a moment instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let open = limits.max_connections - permits.available_permits();
+    tracing::info!(
+        open,
+        grace_secs = limits.shutdown_grace.as_secs(),
+        "stopped accepting; letting requests finish"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections finished"),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            let open = limits.max_connections - permits.available_permits();
+            tracing::warn!(open, "shutdown grace period over; closing the remaining connections");
+        }
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit: every open stream holds two
+/// descriptors (client and upstream). Says so when the hard limit is low.
+pub fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        let streams = lim.rlim_cur / 2;
+        if lim.rlim_cur < 16_384 {
+            tracing::warn!(open_files = lim.rlim_cur, max_streams = streams,
+                "the open-file limit is low: each open stream needs two descriptors; raise it (systemd: LimitNOFILE=65536)");
+        } else {
+            tracing::info!(open_files = lim.rlim_cur, "open-file limit");
+        }
     }
 }
 

@@ -1,14 +1,20 @@
 //! Per-request bookkeeping for the API routes: metrics (requests by route, model, status and
 //! error class; the gateway's own overhead) and the persisted request log.
+//!
+//! A stream is booked when it ends, with its real outcome, tokens and duration. Requests turned
+//! away for a bad token (401) are counted in the metrics but not written to the log, so a flood
+//! of them cannot grow the database.
 
 use std::time::{Instant, SystemTime};
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use futures::StreamExt;
 
 use super::AppState;
-use crate::gateway::metrics::RequestTrace;
+use crate::gateway::metrics::{RequestTrace, StreamEnd};
 use crate::gateway::store::LogRow;
 
 /// The model a request asked for, set by handlers on their response.
@@ -32,19 +38,107 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     let class = trace
         .error_class
         .unwrap_or(if status >= 400 { "http_error" } else { "" });
-    state.metrics.request(&route, &model, status, class);
     if !trace.upstream.is_zero() {
         state.metrics.overhead(elapsed.saturating_sub(trace.upstream));
     }
-    state.admin.store().log(LogRow {
+    let model = state.metrics.label(&model).into_owned();
+    let booking = Booking {
+        state,
         at: SystemTime::now(),
+        started,
         route,
         model,
         key: trace.key.unwrap_or_default(),
         status,
-        latency_ms: elapsed.as_millis() as u64,
         tokens: trace.tokens,
-        error_class: class.to_string(),
-    });
-    resp
+        class,
+    };
+    match (status, trace.stream) {
+        (200, Some(end)) => {
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(parts, booked_stream(body, booking, end))
+        }
+        _ => {
+            booking.book(elapsed, None);
+            resp
+        }
+    }
+}
+
+/// What is known of a request when its handler returns.
+struct Booking {
+    state: AppState,
+    at: SystemTime,
+    started: Instant,
+    route: String,
+    model: String,
+    key: String,
+    status: u16,
+    tokens: u64,
+    class: &'static str,
+}
+
+impl Booking {
+    fn book(self, elapsed: std::time::Duration, tokens: Option<u64>) {
+        self.state
+            .metrics
+            .request(&self.route, &self.model, self.status, self.class);
+        if self.status == 401 {
+            return;
+        }
+        self.state.admin.store().log(LogRow {
+            at: self.at,
+            route: self.route,
+            model: self.model,
+            key: self.key,
+            status: self.status,
+            latency_ms: elapsed.as_millis() as u64,
+            tokens: tokens.unwrap_or(self.tokens),
+            error_class: self.class.to_string(),
+        });
+    }
+}
+
+/// Books the request when its stream body ends: finished, failed (the error class the stream
+/// set), or abandoned by the client (`client_closed`).
+struct StreamBooking {
+    booking: Option<Booking>,
+    end: std::sync::Arc<StreamEnd>,
+    finished: bool,
+}
+
+impl Drop for StreamBooking {
+    fn drop(&mut self) {
+        if let Some(mut booking) = self.booking.take() {
+            booking.class = match self.end.error_class() {
+                Some(class) => class,
+                None if !self.finished => "client_closed",
+                None => booking.class,
+            };
+            let elapsed = booking.started.elapsed();
+            booking.book(elapsed, Some(self.end.tokens()));
+        }
+    }
+}
+
+fn booked_stream(body: Body, booking: Booking, end: std::sync::Arc<StreamEnd>) -> Body {
+    let guard = StreamBooking {
+        booking: Some(booking),
+        end,
+        finished: false,
+    };
+    let frames = body.into_data_stream();
+    Body::from_stream(futures::stream::unfold(
+        (frames, guard),
+        |(mut frames, mut guard)| async move {
+            match frames.next().await {
+                Some(item) => Some((item, (frames, guard))),
+                None => {
+                    guard.finished = true;
+                    drop(guard);
+                    None
+                }
+            }
+        },
+    ))
 }

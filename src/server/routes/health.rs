@@ -7,13 +7,9 @@ use serde_json::{json, Value};
 use crate::server::AppState;
 
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    let keys = state.gateway.upstream().pool().status();
-    let available = keys
-        .iter()
-        .filter(|k| k.state == "active" || k.state == "half_open")
-        .count();
+    let (total, available) = state.gateway.upstream().pool().availability();
     Json(json!({
         "status": if available > 0 { "ok" } else { "degraded" },
-        "keys": { "total": keys.len(), "available": available },
+        "keys": { "total": total, "available": available },
     }))
 }
