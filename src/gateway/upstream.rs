@@ -347,6 +347,11 @@ impl Upstream {
                 total_keys: self.pool.len(),
             });
         };
+        if matches!(outcome, Outcome::ModelUnavailable { .. }) {
+            return Err(GatewayError::ModelUnavailable {
+                model: call.model.clone(),
+            });
+        }
         let (status, retry_after) = match &outcome {
             Outcome::RateLimited {
                 retry_after: RetryAfter::Delay(d),

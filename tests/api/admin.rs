@@ -14,37 +14,6 @@ use crate::helpers::*;
 const A: &str = "AIzaKeyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 const B: &str = "AIzaKeyBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
 const C: &str = "AIzaKeyCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCCC";
-const ADMIN: &str = "admin-secret-token";
-
-async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = app.http.request(method, app.url(path)).bearer_auth(ADMIN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-async fn keys(app: &TestApp) -> Vec<Value> {
-    admin(app, Method::GET, "/admin/api/keys", None)
-        .await
-        .1
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn id_of(keys: &[Value], masked_tail: &str) -> String {
-    keys.iter()
-        .find(|k| k["masked"].as_str().unwrap().ends_with(masked_tail))
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test]
 async fn every_admin_call_needs_the_token() {
     let app = spawn_app_with(&[A], &[("ADMIN_TOKEN", ADMIN)]).await;

@@ -22,6 +22,16 @@ pub async fn spawn_app(keys: &[&str]) -> TestApp {
 }
 
 pub async fn spawn_app_with(keys: &[&str], extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_until(keys, extra, std::future::pending()).await.0
+}
+
+/// Like [`spawn_app_with`], but the app stops when `shutdown` completes; the handle ends when
+/// the app has finished shutting down.
+pub async fn spawn_app_until(
+    keys: &[&str],
+    extra: &[(&str, &str)],
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
     let mock = MockGemini::new();
     let mock_addr = mock.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let mut vars: HashMap<String, String> = HashMap::from([
@@ -38,13 +48,14 @@ pub async fn spawn_app_with(keys: &[&str], extra: &[(&str, &str)]) -> TestApp {
     let settings = Settings::from_map(&vars).unwrap();
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
+    let handle = tokio::spawn(app.run_until(shutdown));
+    let app = TestApp {
         base,
         mock,
         mock_base: format!("http://{mock_addr}"),
         http: reqwest::Client::new(),
-    }
+    };
+    (app, handle)
 }
 
 /// A fresh, empty folder for one app's data.
@@ -107,4 +118,39 @@ pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> b
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     check()
+}
+
+/// The admin token tests configure with `ADMIN_TOKEN`.
+pub const ADMIN: &str = "admin-secret-token";
+
+/// An admin API call with the admin token: (status, JSON body or the text as a string).
+pub async fn admin(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = app.http.request(method, app.url(path)).bearer_auth(ADMIN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The admin view of every key.
+pub async fn keys(app: &TestApp) -> Vec<Value> {
+    admin(app, reqwest::Method::GET, "/admin/api/keys", None)
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The admin id of the key whose masked form ends with `masked_tail`.
+pub fn id_of(keys: &[Value], masked_tail: &str) -> String {
+    keys.iter()
+        .find(|k| k["masked"].as_str().unwrap().ends_with(masked_tail))
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

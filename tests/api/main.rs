@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod edge;
 mod errors_auth;
 mod gemini_native;
 mod helpers;
 mod media;
 mod openai_chat;
 mod pool_failover;
+mod reliability;
 mod streaming;
