@@ -129,6 +129,9 @@ pub fn router(state: AppState) -> Router {
             },
         )
         .fallback(assets::serve)
+        // The UI's server functions carry the token in their (tiny) form body: cap what can be
+        // read before it is checked.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(16 * 1024))
         .layer(tower_http::compression::CompressionLayer::new())
         .with_state(leptos_options);
     let api = openai_api(&state);
