@@ -249,3 +249,21 @@ async fn shutdown_does_not_wait_past_the_grace_period() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(&[A], &[("HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was left open");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // Others are served as usual.
+    assert_eq!(app.chat_json(&chat_body("fine")).await.0, 200);
+}
