@@ -702,6 +702,11 @@ impl KeyPool {
         }
     }
 
+    /// Counts one upstream attempt on a key, held directly (no lookup).
+    pub fn record(&self, entry: &KeyEntry, success: bool, latency: Duration) {
+        entry.record_attempt(self.clock.wall(), success, latency);
+    }
+
     /// Counts tokens used through a key.
     pub fn record_tokens(&self, key_id: u64, tokens: u64) {
         if let Some(entry) = self.snapshot().iter().find(|e| e.id == key_id) {
@@ -867,9 +872,9 @@ impl Lease {
         );
     }
 
-    /// Counts this attempt in the key's hour/day statistics.
-    pub fn record_attempt(&self, success: bool, latency: Duration) {
-        self.entry.record_attempt(self.clock.wall(), success, latency);
+    /// The key this lease is for (for statistics booked after the lease is gone).
+    pub fn entry(&self) -> Arc<KeyEntry> {
+        self.entry.clone()
     }
 }
 

@@ -300,6 +300,7 @@ impl Upstream {
             };
             tried.push(lease.key_id());
             let key = lease.masked().to_string();
+            let entry = lease.entry();
             let started = Instant::now();
             let result = attempt(lease).await;
             let elapsed = started.elapsed();
@@ -308,6 +309,7 @@ impl Upstream {
                 Attempt::Failed { outcome, .. } => outcome.class(),
             };
             self.book(call, &key, class, elapsed);
+            self.pool.record(&entry, class == "success", elapsed);
             match result {
                 Attempt::Done(value) => {
                     self.metrics.served(&call.model);
@@ -414,7 +416,7 @@ impl Upstream {
         let deadline = started + self.settings.total_timeout;
         let resp = match self.send_headers(call, &mut lease, None).await {
             Ok(resp) => resp,
-            Err(outcome) => return failed(&mut lease, outcome, started),
+            Err(outcome) => return failed(&mut lease, outcome),
         };
         if !resp.status().is_success() {
             return self.read_error(&mut lease, resp).await;
@@ -427,13 +429,12 @@ impl Upstream {
                         self.settings.total_timeout.as_secs()
                     ),
                 };
-                return failed(&mut lease, outcome, started);
+                return failed(&mut lease, outcome);
             }
-            Ok(Err(e)) => return failed(&mut lease, transport_outcome(&e), started),
+            Ok(Err(e)) => return failed(&mut lease, transport_outcome(&e)),
             Ok(Ok(body)) => body,
         };
         lease.report(&Outcome::Success);
-        lease.record_attempt(true, started.elapsed());
         Attempt::Done(Answer {
             body,
             key: lease.masked().to_string(),
@@ -448,7 +449,7 @@ impl Upstream {
         let started = Instant::now();
         let resp = match self.send_headers(call, &mut lease, deadline).await {
             Ok(resp) => resp,
-            Err(outcome) => return failed(&mut lease, outcome, started),
+            Err(outcome) => return failed(&mut lease, outcome),
         };
         if !resp.status().is_success() {
             return self.read_error(&mut lease, resp).await;
@@ -466,10 +467,10 @@ impl Upstream {
                     let outcome = Outcome::Stalled {
                         message: stall_message(idle, deadline, self.settings.total_timeout, false),
                     };
-                    return failed(&mut lease, outcome, started);
+                    return failed(&mut lease, outcome);
                 }
                 Ok(Some(Ok(bytes))) => parser.push(&bytes),
-                Ok(Some(Err(e))) => return failed(&mut lease, transport_outcome(&e), started),
+                Ok(Some(Err(e))) => return failed(&mut lease, transport_outcome(&e)),
                 Ok(None) => match parser.finish() {
                     Some(event) => break event,
                     None => {
@@ -477,13 +478,12 @@ impl Upstream {
                             class: FailureClass::ServerError,
                             message: "Gemini closed the stream before its first event".into(),
                         };
-                        return failed(&mut lease, outcome, started);
+                        return failed(&mut lease, outcome);
                     }
                 },
             }
         };
         lease.report(&Outcome::Success);
-        lease.record_attempt(true, started.elapsed());
         self.metrics.served(&call.model);
         self.metrics.first_token(&call.model, started.elapsed());
         let key_id = lease.key_id();
@@ -711,9 +711,8 @@ fn outcome_text(o: &Outcome) -> String {
     o.message().to_string()
 }
 
-fn failed<T>(lease: &mut Lease, outcome: Outcome, started: Instant) -> Attempt<T> {
+fn failed<T>(lease: &mut Lease, outcome: Outcome) -> Attempt<T> {
     lease.report(&outcome);
-    lease.record_attempt(false, started.elapsed());
     Attempt::failed_without_report(outcome)
 }
 
