@@ -13,15 +13,69 @@ use super::openai::{ChatCompletion, ChatCompletionRequest, ModelListResponse, Mo
 use super::translate::{self, request, response, stream::StreamTranslator};
 use super::upstream::{Call, Upstream};
 
-/// One item of a translated stream, ready to be framed as SSE `data:`.
+/// One server-sent event for the client: an optional event name and its data.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StreamItem {
-    /// A JSON chat-completion chunk.
-    Chunk(String),
-    /// A JSON error object; the stream ends after it, without `[DONE]`.
-    Error(String),
-    /// The `[DONE]` sentinel.
-    Done,
+pub struct Frame {
+    pub event: Option<&'static str>,
+    pub data: String,
+}
+
+impl Frame {
+    pub fn data(data: impl Into<String>) -> Self {
+        Frame {
+            event: None,
+            data: data.into(),
+        }
+    }
+}
+
+/// What a client dialect does with a committed Gemini stream: each upstream event becomes zero
+/// or more frames as it arrives. The driver ([`encode_stream`]) is shared by every dialect: it
+/// reads the events, books tokens and errors, and ends the stream after a fault.
+pub trait StreamEncoder: Send + 'static {
+    /// Frames for one upstream event.
+    fn event(&mut self, event: &GenerateContentResponse, out: &mut Vec<Frame>);
+    /// The upstream stream ended cleanly: closing frames, or `Err(message)` when it ended before
+    /// the answer was complete.
+    fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), String>;
+    /// The frame reporting a failure after the stream started; the stream ends after it.
+    /// `code`: `upstream_timeout`, `upstream_stream_error`, `upstream_error`, `internal_error`.
+    fn fault(&mut self, code: &'static str, message: &str) -> Frame;
+    /// Total tokens, once the upstream has reported usage.
+    fn total_tokens(&self) -> Option<u64>;
+}
+
+/// Chat Completions chunks: `data: {chunk}` per event, a usage chunk on request, `[DONE]`.
+struct ChatEncoder(StreamTranslator);
+
+impl StreamEncoder for ChatEncoder {
+    fn event(&mut self, event: &GenerateContentResponse, out: &mut Vec<Frame>) {
+        if let Some(chunk) = self.0.on_event(event) {
+            match serde_json::to_string(&chunk) {
+                Ok(json) => out.push(Frame::data(json)),
+                Err(e) => out.push(self.fault("internal_error", &e.to_string())),
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), String> {
+        if !self.0.is_finished() {
+            return Err("the Gemini stream ended before a finish reason".into());
+        }
+        if let Some(json) = self.0.usage_chunk().and_then(|c| serde_json::to_string(&c).ok()) {
+            out.push(Frame::data(json));
+        }
+        out.push(Frame::data("[DONE]"));
+        Ok(())
+    }
+
+    fn fault(&mut self, code: &'static str, message: &str) -> Frame {
+        Frame::data(error_json(message, code))
+    }
+
+    fn total_tokens(&self) -> Option<u64> {
+        self.0.usage().map(|u| u64::from(u.total_tokens))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +138,7 @@ impl Gateway {
     pub async fn chat_stream(
         &self,
         req: &ChatCompletionRequest,
-    ) -> Result<impl Stream<Item = StreamItem> + Send + 'static, GatewayError> {
+    ) -> Result<impl Stream<Item = Frame> + Send + 'static, GatewayError> {
         let resolved = self.media.inline_remote_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
         let (model, body) = request::to_gemini(req)?;
@@ -114,9 +168,9 @@ impl Gateway {
             translate::unix_now(),
             include_usage,
         );
-        Ok(translate_stream(
+        Ok(encode_stream(
             events,
-            translator,
+            ChatEncoder(translator),
             self.upstream.pool().clone(),
             key_id,
             super::metrics::RequestTrace::stream_end(),
@@ -297,61 +351,56 @@ fn error_json(message: &str, code: &str) -> String {
         .to_string()
 }
 
-/// Translates upstream events to chunks as each arrives: nothing is held back or re-chunked.
-fn translate_stream(
+/// Encodes upstream events for the client as each arrives: nothing is held back or re-chunked.
+/// Shared by every dialect; the encoder decides the frames.
+pub fn encode_stream<E: StreamEncoder>(
     events: super::upstream::EventStream,
-    translator: StreamTranslator,
+    encoder: E,
     pool: Arc<super::pool::KeyPool>,
     key_id: u64,
     end: Arc<super::metrics::StreamEnd>,
-) -> impl Stream<Item = StreamItem> + Send + 'static {
-    struct State {
+) -> impl Stream<Item = Frame> + Send + 'static {
+    struct State<E> {
         events: super::upstream::EventStream,
-        translator: StreamTranslator,
+        encoder: E,
         ended: bool,
-        tail: Vec<StreamItem>,
+        pending: std::collections::VecDeque<Frame>,
+        out: Vec<Frame>,
         pool: Arc<super::pool::KeyPool>,
         key_id: u64,
         end: Arc<super::metrics::StreamEnd>,
     }
     let state = State {
         events,
-        translator,
+        encoder,
         ended: false,
-        tail: Vec::new(),
+        pending: std::collections::VecDeque::new(),
+        out: Vec::new(),
         pool,
         key_id,
         end,
     };
     futures::stream::unfold(state, |mut st| async move {
         loop {
-            if let Some(item) = st.tail.pop() {
-                return Some((item, st));
+            if let Some(frame) = st.pending.pop_front() {
+                return Some((frame, st));
             }
             if st.ended {
                 return None;
             }
             match st.events.next().await {
-                Some(Ok(data)) => {
-                    let event: GenerateContentResponse = match serde_json::from_slice(&data) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            st.ended = true;
-                            st.end.set_error("bad_upstream_response");
-                            let msg = format!("unreadable stream event from Gemini: {e}");
-                            return Some((StreamItem::Error(error_json(&msg, "upstream_error")), st));
-                        }
-                    };
-                    if let Some(chunk) = st.translator.on_event(&event) {
-                        match serde_json::to_string(&chunk) {
-                            Ok(json) => return Some((StreamItem::Chunk(json), st)),
-                            Err(e) => {
-                                st.ended = true;
-                                return Some((StreamItem::Error(error_json(&e.to_string(), "internal_error")), st));
-                            }
-                        }
+                Some(Ok(data)) => match serde_json::from_slice::<GenerateContentResponse>(&data) {
+                    Ok(event) => {
+                        st.encoder.event(&event, &mut st.out);
+                        st.pending.extend(st.out.drain(..));
                     }
-                }
+                    Err(e) => {
+                        st.ended = true;
+                        st.end.set_error("bad_upstream_response");
+                        let msg = format!("unreadable stream event from Gemini: {e}");
+                        return Some((st.encoder.fault("upstream_error", &msg), st));
+                    }
+                },
                 Some(Err(fault)) => {
                     st.ended = true;
                     let code = if fault.is_stall() {
@@ -360,24 +409,19 @@ fn translate_stream(
                         "upstream_stream_error"
                     };
                     st.end.set_error(code);
-                    return Some((StreamItem::Error(error_json(fault.message(), code)), st));
+                    return Some((st.encoder.fault(code, fault.message()), st));
                 }
                 None => {
                     st.ended = true;
-                    if !st.translator.is_finished() {
+                    if let Some(tokens) = st.encoder.total_tokens() {
+                        st.pool.record_tokens(st.key_id, tokens);
+                        st.end.set_tokens(tokens);
+                    }
+                    if let Err(msg) = st.encoder.finish(&mut st.out) {
                         st.end.set_error("upstream_stream_error");
-                        let msg = "the Gemini stream ended before a finish reason";
-                        return Some((StreamItem::Error(error_json(msg, "upstream_stream_error")), st));
+                        return Some((st.encoder.fault("upstream_stream_error", &msg), st));
                     }
-                    if let Some(u) = st.translator.usage() {
-                        st.pool.record_tokens(st.key_id, u64::from(u.total_tokens));
-                        st.end.set_tokens(u64::from(u.total_tokens));
-                    }
-                    // Popped from the back: usage chunk first, then [DONE].
-                    st.tail.push(StreamItem::Done);
-                    if let Some(json) = st.translator.usage_chunk().and_then(|c| serde_json::to_string(&c).ok()) {
-                        st.tail.push(StreamItem::Chunk(json));
-                    }
+                    st.pending.extend(st.out.drain(..));
                 }
             }
         }

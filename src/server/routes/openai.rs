@@ -16,7 +16,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::gateway::openai::ChatCompletionRequest;
-use crate::gateway::service::StreamItem;
 use crate::server::auth::{bearer_from, check_bearer, is_google_style};
 use crate::server::error::{openai_error, parse_body, ApiError};
 use crate::server::observe::ModelLabel;
@@ -38,10 +37,11 @@ async fn chat(state: &AppState, req: &ChatCompletionRequest) -> Result<Response,
         return Ok(Json(state.gateway.chat(req).await?).into_response());
     }
     let stream = state.gateway.chat_stream(req).await?;
-    let events = stream.map(|item| {
-        Ok::<_, Infallible>(match item {
-            StreamItem::Chunk(json) | StreamItem::Error(json) => Event::default().data(json),
-            StreamItem::Done => Event::default().data("[DONE]"),
+    let events = stream.map(|frame| {
+        let event = Event::default().data(frame.data);
+        Ok::<_, Infallible>(match frame.event {
+            Some(name) => event.event(name),
+            None => event,
         })
     });
     let mut resp = Sse::new(events)
