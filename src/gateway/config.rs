@@ -39,6 +39,8 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     /// The model key validation and probes ask `countTokens` of.
     pub probe_model: String,
+    /// Client model names mapped to Gemini models (`MODEL_ALIASES`).
+    pub model_aliases: super::aliases::ModelAliases,
 }
 
 /// Health-tracking knobs of the key pool.
@@ -254,6 +256,8 @@ impl Settings {
             max_connections: count("MAX_CONNECTIONS", 16_384, 1, 1 << 24)? as usize,
             header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 30)?,
             probe_model: get("KEY_PROBE_MODEL").unwrap_or("gemini-2.5-flash").to_string(),
+            model_aliases: super::aliases::ModelAliases::parse(get("MODEL_ALIASES").unwrap_or(""))
+                .map_err(|m| err("MODEL_ALIASES", m))?,
         })
     }
 }
@@ -301,6 +305,8 @@ mod tests {
         assert_eq!(e.setting, "MAX_FAILURES");
         let e = Settings::from_map(&map(&[("GEMINI_BASE_URL", "ftp://x")])).unwrap_err();
         assert_eq!(e.setting, "GEMINI_BASE_URL");
+        let e = Settings::from_map(&map(&[("MODEL_ALIASES", "gpt-4o")])).unwrap_err();
+        assert_eq!(e.setting, "MODEL_ALIASES");
         let e = Settings::from_map(&map(&[("KEY_COOLDOWN_MAX_SECS", "1e300")])).unwrap_err();
         assert_eq!(e.setting, "KEY_COOLDOWN_MAX_SECS");
         let e = Settings::from_map(&map(&[("LOG_RETENTION_DAYS", "18446744073709551615")])).unwrap_err();

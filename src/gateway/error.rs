@@ -19,6 +19,9 @@ pub enum GatewayError {
         all_rate_limited: bool,
         total_keys: usize,
     },
+    /// A model name of another vendor that no `MODEL_ALIASES` entry maps to a Gemini model.
+    #[error("The model `{model}` does not exist on this gateway: it serves Gemini models. Map it to one with MODEL_ALIASES (e.g. MODEL_ALIASES=\"{model}=gemini-2.5-flash\"), or ask for a Gemini model.")]
+    UnknownModel { model: String },
     /// Every key has a quota of 0 for this model: Google does not offer it to the pool's keys.
     #[error("The model `{model}` is not available to any key in the pool: Google reports a quota limit of 0 for it (tier or region). Validate the keys after upgrading them.")]
     ModelUnavailable { model: String },
@@ -66,6 +69,7 @@ impl GatewayError {
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::NoKeyAvailable { .. } => "no_key_available",
             GatewayError::ModelUnavailable { .. } => "model_unavailable",
+            GatewayError::UnknownModel { .. } => "model_not_found",
             GatewayError::UpstreamRejected { .. } => "upstream_rejected",
             GatewayError::UpstreamFailed { status: 429, .. } => "rate_limited",
             GatewayError::UpstreamFailed { status: 504, .. } => "upstream_timeout",
@@ -83,7 +87,7 @@ impl GatewayError {
                 all_rate_limited: true, ..
             } => 429,
             GatewayError::NoKeyAvailable { .. } => 503,
-            GatewayError::ModelUnavailable { .. } => 404,
+            GatewayError::ModelUnavailable { .. } | GatewayError::UnknownModel { .. } => 404,
             GatewayError::UpstreamRejected { status, .. } | GatewayError::UpstreamFailed { status, .. } => *status,
             GatewayError::BadUpstreamResponse { .. } => 502,
             GatewayError::PayloadTooLarge { .. } => 413,
@@ -110,7 +114,11 @@ impl GatewayError {
                 all_rate_limited: true, ..
             } => ("rate_limit_error", Some("rate_limit_exceeded"), None),
             GatewayError::NoKeyAvailable { .. } => ("service_unavailable", Some("no_key_available"), None),
-            GatewayError::ModelUnavailable { .. } => ("invalid_request_error", Some("model_not_found"), None),
+            GatewayError::ModelUnavailable { .. } | GatewayError::UnknownModel { .. } => (
+                "invalid_request_error",
+                Some("model_not_found"),
+                Some("model".to_string()),
+            ),
             GatewayError::UpstreamRejected { status: 404, .. } => {
                 ("invalid_request_error", Some("model_not_found"), None)
             }

@@ -2,6 +2,7 @@
 //! No axum or Leptos types belong here, so all of it can be unit-tested on its own.
 
 pub mod admin;
+pub mod aliases;
 pub mod clock;
 pub mod config;
 pub mod error;

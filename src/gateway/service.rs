@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
+use super::aliases::ModelAliases;
 use super::error::GatewayError;
 use super::gemini::{GenerateContentResponse, ModelList};
 use super::media::MediaFetcher;
@@ -82,6 +83,7 @@ impl StreamEncoder for ChatEncoder {
 pub struct Gateway {
     upstream: Arc<Upstream>,
     media: MediaFetcher,
+    aliases: Arc<ModelAliases>,
 }
 
 fn generate_path(model: &str, action: &str) -> String {
@@ -96,7 +98,17 @@ fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, GatewayError> {
 
 impl Gateway {
     pub fn new(upstream: Arc<Upstream>, media: MediaFetcher) -> Self {
-        Self { upstream, media }
+        Self {
+            upstream,
+            media,
+            aliases: Arc::default(),
+        }
+    }
+
+    /// Maps client model names to Gemini models on every route.
+    pub fn with_aliases(mut self, aliases: ModelAliases) -> Self {
+        self.aliases = Arc::new(aliases);
+        self
     }
 
     pub fn upstream(&self) -> &Arc<Upstream> {
@@ -108,6 +120,7 @@ impl Gateway {
         let resolved = self.media.inline_remote_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
         let (model, body) = request::to_gemini(req)?;
+        let model = self.aliases.resolve(&model)?;
         // Asked as a stream and assembled: a slow answer is not mistaken for a dead key.
         let call = Call::post(
             generate_path(&model, "streamGenerateContent"),
@@ -142,6 +155,7 @@ impl Gateway {
         let resolved = self.media.inline_remote_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
         let (model, body) = request::to_gemini(req)?;
+        let model = self.aliases.resolve(&model)?;
         let call = Call::post(
             generate_path(&model, "streamGenerateContent"),
             &model,
@@ -183,6 +197,7 @@ impl Gateway {
         req: &translate::embeddings::EmbeddingRequest,
     ) -> Result<translate::embeddings::EmbeddingResponse, GatewayError> {
         let (model, texts, body) = translate::embeddings::to_gemini(req)?;
+        let model = self.aliases.resolve(&model)?;
         let call = Call::post(generate_path(&model, "batchEmbedContents"), &model, json_bytes(&body)?);
         let answer = self.upstream.send(&call).await?;
         let out = translate::embeddings::to_openai(&answer.body, req, &texts)?;
@@ -194,14 +209,23 @@ impl Gateway {
 
     /// One model in OpenAI's shape.
     pub async fn model(&self, id: &str) -> Result<ModelObject, GatewayError> {
-        let id = request::model_id(id)?;
-        let answer = self.upstream.send(&Call::get(format!("/v1beta/models/{id}"))).await?;
+        let requested = request::model_id(id)?;
+        let target = self.aliases.resolve(&requested)?;
+        let answer = self
+            .upstream
+            .send(&Call::get(format!("/v1beta/models/{target}")))
+            .await?;
         let m: super::gemini::Model =
             serde_json::from_slice(&answer.body).map_err(|e| GatewayError::BadUpstreamResponse {
                 message: format!("unreadable model from Gemini: {e}"),
             })?;
+        let id = if requested == target {
+            m.name.trim_start_matches("models/").to_string()
+        } else {
+            requested
+        };
         Ok(ModelObject {
-            id: m.name.trim_start_matches("models/").to_string(),
+            id,
             object: "model",
             created: 0,
             owned_by: "google",
@@ -241,6 +265,13 @@ impl Gateway {
                 break;
             }
         }
+        // Exact aliases are names clients may use too.
+        data.extend(self.aliases.exact().map(|alias| ModelObject {
+            id: alias.to_string(),
+            object: "model",
+            created: 0,
+            owned_by: "gemini-balance",
+        }));
         Ok(ModelListResponse { object: "list", data })
     }
 }
@@ -306,6 +337,8 @@ impl Gateway {
     /// stream and folded into the same response (slow answers are not taken for dead keys);
     /// every other call passes through unchanged.
     pub async fn native(&self, call: &NativeCall) -> Result<Bytes, GatewayError> {
+        let aliased = self.aliased(call)?;
+        let call = aliased.as_ref().unwrap_or(call);
         if call.action.as_deref() == Some("generateContent") {
             let mut streamed = call.clone();
             streamed.action = Some("streamGenerateContent".into());
@@ -316,6 +349,8 @@ impl Gateway {
 
     /// A native stream: each upstream event's data, unchanged, as it arrives.
     pub async fn native_stream(&self, call: &NativeCall) -> Result<super::upstream::EventStream, GatewayError> {
+        let aliased = self.aliased(call)?;
+        let call = aliased.as_ref().unwrap_or(call);
         let opened = self.upstream.open_stream(&call.to_call(true)).await?;
         let end = super::metrics::RequestTrace::stream_end();
         let events = opened.events.inspect(move |item| {
@@ -328,6 +363,20 @@ impl Gateway {
             }
         });
         Ok(Box::pin(events))
+    }
+}
+
+impl Gateway {
+    /// The call with its model alias resolved, when that changes it.
+    fn aliased(&self, call: &NativeCall) -> Result<Option<NativeCall>, GatewayError> {
+        let Some(model) = &call.model else {
+            return Ok(None);
+        };
+        let target = self.aliases.resolve(model)?;
+        Ok((target != *model).then(|| NativeCall {
+            model: Some(target),
+            ..call.clone()
+        }))
     }
 }
 

@@ -236,9 +236,10 @@ impl Application {
             header_read_timeout: settings.header_read_timeout,
             shutdown_grace: settings.shutdown_grace,
         };
+        let aliases = settings.model_aliases.clone();
         let state = AppState {
             settings: Arc::new(settings),
-            gateway: Gateway::new(upstream, media),
+            gateway: Gateway::new(upstream, media).with_aliases(aliases),
             admin: admin.clone(),
             metrics,
         };

@@ -169,3 +169,61 @@ async fn logprobs_and_grounding_reach_the_client() {
         "https://example.com/source"
     );
 }
+
+#[tokio::test]
+async fn model_aliases_map_foreign_names_on_every_route() {
+    let app = spawn_app(&["key-aaaaaaaaaaaa1"]).await;
+    let (status, err) = app
+        .chat_json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(status, 404, "{err}");
+    assert_eq!(err["error"]["code"], "model_not_found");
+    assert!(err["error"]["message"].as_str().unwrap().contains("MODEL_ALIASES"));
+    assert_eq!(app.mock.stats().total, 0);
+
+    let app = spawn_app_with(
+        &["key-aaaaaaaaaaaa1"],
+        &[(
+            "MODEL_ALIASES",
+            "claude-*haiku*=gemini-2.0-flash,claude-*=gemini-2.5-pro,gpt-4o=gemini-2.5-flash",
+        )],
+    )
+    .await;
+    let (status, body) = app
+        .chat_json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["model"], "gpt-4o", "answers report the name the client sent");
+    assert_eq!(
+        app.mock.stats().last_path.unwrap(),
+        "models/gemini-2.5-flash:streamGenerateContent"
+    );
+    let resp = app
+        .http
+        .post(app.url("/v1beta/models/claude-3-5-haiku:generateContent"))
+        .json(&json!({"contents": [{"parts": [{"text": "hi"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        app.mock.stats().last_path.unwrap(),
+        "models/gemini-2.0-flash:streamGenerateContent"
+    );
+    let models: serde_json::Value = app
+        .http
+        .get(app.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"gpt-4o") && ids.contains(&"gemini-2.5-pro"), "{ids:?}");
+}
