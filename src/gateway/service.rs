@@ -11,40 +11,10 @@ use super::error::GatewayError;
 use super::gemini::{GenerateContentResponse, ModelList};
 use super::media::MediaFetcher;
 use super::openai::{ChatCompletion, ChatCompletionRequest, ModelListResponse, ModelObject};
-use super::translate::{self, request, response, stream::StreamTranslator};
+use super::translate::{self, anthropic, request, response, stream::StreamTranslator};
 use super::upstream::{Call, Upstream};
 
-/// One server-sent event for the client: an optional event name and its data.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Frame {
-    pub event: Option<&'static str>,
-    pub data: String,
-}
-
-impl Frame {
-    pub fn data(data: impl Into<String>) -> Self {
-        Frame {
-            event: None,
-            data: data.into(),
-        }
-    }
-}
-
-/// What a client dialect does with a committed Gemini stream: each upstream event becomes zero
-/// or more frames as it arrives. The driver ([`encode_stream`]) is shared by every dialect: it
-/// reads the events, books tokens and errors, and ends the stream after a fault.
-pub trait StreamEncoder: Send + 'static {
-    /// Frames for one upstream event.
-    fn event(&mut self, event: &GenerateContentResponse, out: &mut Vec<Frame>);
-    /// The upstream stream ended cleanly: closing frames, or `Err(message)` when it ended before
-    /// the answer was complete.
-    fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), String>;
-    /// The frame reporting a failure after the stream started; the stream ends after it.
-    /// `code`: `upstream_timeout`, `upstream_stream_error`, `upstream_error`, `internal_error`.
-    fn fault(&mut self, code: &'static str, message: &str) -> Frame;
-    /// Total tokens, once the upstream has reported usage.
-    fn total_tokens(&self) -> Option<u64>;
-}
+pub use super::translate::{Frame, StreamEncoder};
 
 /// Chat Completions chunks: `data: {chunk}` per event, a usage chunk on request, `[DONE]`.
 struct ChatEncoder(StreamTranslator);
@@ -90,6 +60,11 @@ fn generate_path(model: &str, action: &str) -> String {
     format!("/v1beta/models/{model}:{action}")
 }
 
+/// The streaming call every generation goes upstream as.
+fn stream_call<T: serde::Serialize>(model: &str, body: &T) -> Result<Call, GatewayError> {
+    Ok(Call::post(generate_path(model, "streamGenerateContent"), model, json_bytes(body)?).with_query("alt=sse"))
+}
+
 fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, GatewayError> {
     serde_json::to_vec(value)
         .map(Bytes::from)
@@ -122,12 +97,7 @@ impl Gateway {
         let (model, body) = request::to_gemini(req)?;
         let model = self.aliases.resolve(&model)?;
         // Asked as a stream and assembled: a slow answer is not mistaken for a dead key.
-        let call = Call::post(
-            generate_path(&model, "streamGenerateContent"),
-            &model,
-            json_bytes(&body)?,
-        )
-        .with_query("alt=sse");
+        let call = stream_call(&model, &body)?;
         let mut answer = self.upstream.generate(&call).await?;
         let mut parsed = parse_response(&answer.body)?;
         if response::is_empty(&parsed) {
@@ -156,12 +126,7 @@ impl Gateway {
         let req = resolved.as_ref().unwrap_or(req);
         let (model, body) = request::to_gemini(req)?;
         let model = self.aliases.resolve(&model)?;
-        let call = Call::post(
-            generate_path(&model, "streamGenerateContent"),
-            &model,
-            json_bytes(&body)?,
-        )
-        .with_query("alt=sse");
+        let call = stream_call(&model, &body)?;
         let opened = self.upstream.open_stream(&call).await?;
         let (mut events, key_id) = (opened.events, opened.key_id);
         // A prompt blocked outright is known from the first event, before anything was sent to
@@ -189,6 +154,56 @@ impl Gateway {
             key_id,
             super::metrics::RequestTrace::stream_end(),
         ))
+    }
+
+    /// An Anthropic Messages answer, whole.
+    pub async fn messages(&self, req: &anthropic::MessagesRequest) -> Result<serde_json::Value, GatewayError> {
+        let (model, body) = anthropic::to_gemini(req)?;
+        let model = self.aliases.resolve(&model)?;
+        let answer = self.upstream.generate(&stream_call(&model, &body)?).await?;
+        let parsed = parse_response(&answer.body)?;
+        if let Some(tokens) = parsed.usage_metadata.as_ref().map(|u| u64::from(u.total_token_count)) {
+            self.upstream.pool().record_tokens(answer.key_id, tokens);
+            super::metrics::RequestTrace::update(|t| t.tokens = tokens);
+        }
+        Ok(anthropic::to_anthropic(&parsed, &req.model))
+    }
+
+    /// An Anthropic Messages stream: `message_start` … `message_stop`, event by event.
+    pub async fn messages_stream(
+        &self,
+        req: &anthropic::MessagesRequest,
+    ) -> Result<impl Stream<Item = Frame> + Send + 'static, GatewayError> {
+        let (model, body) = anthropic::to_gemini(req)?;
+        let model = self.aliases.resolve(&model)?;
+        let opened = self.upstream.open_stream(&stream_call(&model, &body)?).await?;
+        Ok(encode_stream(
+            opened.events,
+            anthropic::AnthropicEncoder::new(&req.model),
+            self.upstream.pool().clone(),
+            opened.key_id,
+            super::metrics::RequestTrace::stream_end(),
+        ))
+    }
+
+    /// Anthropic `count_tokens` through Gemini's `countTokens`.
+    pub async fn count_tokens(&self, req: &anthropic::CountTokensRequest) -> Result<u64, GatewayError> {
+        let (model, mut body) = anthropic::count_tokens_body(req)?;
+        let model = self.aliases.resolve(&model)?;
+        body["generateContentRequest"]["model"] = serde_json::Value::String(format!("models/{model}"));
+        let answer = self
+            .upstream
+            .send(&Call::post(
+                generate_path(&model, "countTokens"),
+                &model,
+                json_bytes(&body)?,
+            ))
+            .await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&answer.body).map_err(|e| GatewayError::BadUpstreamResponse {
+                message: format!("unreadable countTokens answer from Gemini: {e}"),
+            })?;
+        Ok(v.get("totalTokens").and_then(serde_json::Value::as_u64).unwrap_or(0))
     }
 
     /// OpenAI embeddings through `batchEmbedContents`.

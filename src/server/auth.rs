@@ -46,6 +46,25 @@ pub fn check_bearer(state: &AppState, token: Option<&str>) -> Result<(), Respons
     ))
 }
 
+/// Middleware for the Anthropic routes: the gateway token as `x-api-key` (Anthropic's SDKs and
+/// Claude Code) or a bearer token; the 401 in Anthropic's shape.
+pub async fn require_anthropic_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| bearer(&req));
+    if is_allowed(&state, token) {
+        return next.run(req).await;
+    }
+    let message = if token.is_none() {
+        "Missing API key: send your gateway token as 'x-api-key' (or 'Authorization: Bearer')."
+    } else {
+        "Invalid API key: the token is not in ALLOWED_TOKENS."
+    };
+    super::error::anthropic_error(StatusCode::UNAUTHORIZED, message)
+}
+
 /// Whether a request comes from a Google SDK (its key header or `?key=`, or its client header)
 /// rather than an OpenAI client; decides the dialect of the shared `GET /v1/models…` routes.
 pub fn is_google_style(headers: &axum::http::HeaderMap, query: &std::collections::HashMap<String, String>) -> bool {
@@ -101,7 +120,9 @@ pub async fn open_mode_guard(State(state): State<AppState>, req: Request, next: 
     let headers = req.headers();
     // A header a page could only add after a CORS preflight proves the caller is not a plain
     // cross-site form; so does an empty body.
-    let credentialed = headers.contains_key(header::AUTHORIZATION) || headers.contains_key("x-goog-api-key");
+    let credentialed = headers.contains_key(header::AUTHORIZATION)
+        || headers.contains_key("x-goog-api-key")
+        || headers.contains_key("x-api-key");
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let has_body = content_type.is_some()
         || headers.contains_key(header::TRANSFER_ENCODING)

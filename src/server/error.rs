@@ -59,6 +59,32 @@ impl IntoResponse for GoogleError {
     }
 }
 
+/// An error answered in Anthropic's shape: `{"type":"error","error":{"type","message"}}`.
+#[derive(Debug)]
+pub struct AnthropicError(pub GatewayError);
+
+impl From<GatewayError> for AnthropicError {
+    fn from(e: GatewayError) -> Self {
+        AnthropicError(e)
+    }
+}
+
+impl IntoResponse for AnthropicError {
+    fn into_response(self) -> Response {
+        crate::gateway::metrics::RequestTrace::update(|t| t.error_class = Some(self.0.class()));
+        let code = self.0.status();
+        let body = crate::gateway::translate::anthropic::ErrorBody::new(code, self.0.to_string());
+        let resp = (status(code), Json(body)).into_response();
+        with_retry_after(resp, &self.0)
+    }
+}
+
+/// An Anthropic-shaped error that is not a gateway error (auth, routing).
+pub fn anthropic_error(code: StatusCode, message: impl Into<String>) -> Response {
+    let body = crate::gateway::translate::anthropic::ErrorBody::new(code.as_u16(), message);
+    (code, Json(body)).into_response()
+}
+
 /// An OpenAI-shaped error that is not a gateway error (auth, routing).
 pub fn openai_error(code: StatusCode, message: impl Into<String>, kind: &str, error_code: Option<&str>) -> Response {
     let body = openai::ErrorBody {

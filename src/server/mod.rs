@@ -79,8 +79,17 @@ impl tower_http::request_id::MakeRequestId for MakeId {
 fn openai_api(state: &AppState) -> Router<AppState> {
     use routes::openai;
     let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_bearer);
+    let anthropic_auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_anthropic_key);
     Router::new()
         .route("/chat/completions", post(openai::chat_completions).layer(auth.clone()))
+        .route(
+            "/messages",
+            post(routes::anthropic::messages).layer(anthropic_auth.clone()),
+        )
+        .route(
+            "/messages/count_tokens",
+            post(routes::anthropic::count_tokens).layer(anthropic_auth),
+        )
         .route("/embeddings", post(openai::embeddings).layer(auth))
         // Shared with Google's v1 API: these answer in the caller's dialect and check its
         // credentials themselves; POST `{model}:{action}` is Google's.

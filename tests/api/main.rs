@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod anthropic;
 mod edge;
 mod errors_auth;
 mod gemini_native;

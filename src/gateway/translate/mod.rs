@@ -3,13 +3,18 @@
 //! - [`request`]: chat-completions request → `generateContent` request.
 //! - [`response`]: `generateContent` response → chat completion.
 //! - [`stream`]: `streamGenerateContent` events → chat-completion chunks.
+//! - [`anthropic`]: the Anthropic Messages dialect (request, response, stream encoder).
+//!
+//! Every dialect streams through one driver (`service::encode_stream`) by implementing
+//! [`StreamEncoder`].
 
+pub mod anthropic;
 pub mod embeddings;
 pub mod request;
 pub mod response;
 pub mod stream;
 
-use super::gemini::{FinishReason, UsageMetadata};
+use super::gemini::{FinishReason, GenerateContentResponse, UsageMetadata};
 use super::openai::Usage;
 use super::openai::{CompletionTokensDetails, PromptTokensDetails};
 
@@ -71,4 +76,36 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// One server-sent event for the client: an optional event name and its data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub event: Option<&'static str>,
+    pub data: String,
+}
+
+impl Frame {
+    pub fn data(data: impl Into<String>) -> Self {
+        Frame {
+            event: None,
+            data: data.into(),
+        }
+    }
+}
+
+/// What a client dialect does with a committed Gemini stream: each upstream event becomes zero
+/// or more frames as it arrives. The driver ([`encode_stream`]) is shared by every dialect: it
+/// reads the events, books tokens and errors, and ends the stream after a fault.
+pub trait StreamEncoder: Send + 'static {
+    /// Frames for one upstream event.
+    fn event(&mut self, event: &GenerateContentResponse, out: &mut Vec<Frame>);
+    /// The upstream stream ended cleanly: closing frames, or `Err(message)` when it ended before
+    /// the answer was complete.
+    fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), String>;
+    /// The frame reporting a failure after the stream started; the stream ends after it.
+    /// `code`: `upstream_timeout`, `upstream_stream_error`, `upstream_error`, `internal_error`.
+    fn fault(&mut self, code: &'static str, message: &str) -> Frame;
+    /// Total tokens, once the upstream has reported usage.
+    fn total_tokens(&self) -> Option<u64>;
 }

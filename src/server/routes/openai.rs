@@ -1,19 +1,14 @@
 //! OpenAI-compatible routes: `/v1/chat/completions`, `/v1/models` (also under `/api/v1`).
 
-use std::convert::Infallible;
-use std::time::Duration;
-
 use axum::extract::rejection::BytesRejection;
 use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::HeaderMap;
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use futures::StreamExt;
 
 use crate::gateway::openai::ChatCompletionRequest;
 use crate::server::auth::{bearer_from, check_bearer, is_google_style};
@@ -37,22 +32,7 @@ async fn chat(state: &AppState, req: &ChatCompletionRequest) -> Result<Response,
         return Ok(Json(state.gateway.chat(req).await?).into_response());
     }
     let stream = state.gateway.chat_stream(req).await?;
-    let events = stream.map(|frame| {
-        let event = Event::default().data(frame.data);
-        Ok::<_, Infallible>(match frame.event {
-            Some(name) => event.event(name),
-            None => event,
-        })
-    });
-    let mut resp = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response();
-    // Ask reverse proxies (nginx) not to buffer the stream.
-    resp.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    Ok(super::sse_response(stream, None))
 }
 
 pub async fn embeddings(
