@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Chaos soak (benches/chaos.rs): the release gateway (API only) in front of the release mock,
+# 1,000 concurrent streams plus whole-answer loops through 8 keys, 4 of them failing in rotating
+# ways. Fails when a client got an error status before its first byte, or a healthy key is left
+# disabled. Never run by CI.
+#
+# CHAOS_SECS (default 60) sets the length of the run; CHAOS_STREAMS (1000), CHAOS_PLAIN (32),
+# CHAOS_PHASE_SECS (5), CHAOS_FIRST_EVENT_MS (300), CHAOS_BETWEEN_MS (50), CHAOS_RECOVERY_SECS (15)
+# and CHAOS_GATEWAY_LOG (RUST_LOG of the gateway, default warn) tune it. Loopback only; bounded
+# in count and time.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+# Builds the gateway and the mock with the bench profile (release settings) as well.
+cargo bench --features ssr --bench chaos --no-run
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+cargo bench --features ssr --bench chaos
