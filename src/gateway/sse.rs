@@ -65,7 +65,7 @@ impl SseParser {
 
     /// The last event when the stream ends without the blank line after it.
     pub fn finish(&mut self) -> Option<Bytes> {
-        if !self.buf.is_empty() {
+        if !self.buf.is_empty() || self.has_data {
             self.buf.extend_from_slice(b"\n\n");
         }
         self.next_event()
@@ -110,5 +110,22 @@ mod tests {
         assert!(p.next_event().is_none());
         assert!(p.has_partial());
         assert_eq!(p.finish().unwrap(), Bytes::from_static(b"{\"a\":"));
+    }
+
+    /// Found by tests/fuzz.rs: a last event whose line had its LF but no blank line was lost.
+    #[test]
+    fn last_event_without_blank_line_is_not_lost() {
+        for input in [&b"data: {\"a\":1}\n"[..], b"data: {\"a\":1}\r\n", b"data: x\ndata: y\n"] {
+            let mut p = SseParser::new();
+            p.push(input);
+            assert!(p.next_event().is_none());
+            assert!(p.has_partial());
+            let want = if input.starts_with(b"data: x") {
+                "x\ny"
+            } else {
+                "{\"a\":1}"
+            };
+            assert_eq!(p.finish().unwrap(), Bytes::from(want));
+        }
     }
 }

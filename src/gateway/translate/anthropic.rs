@@ -766,7 +766,9 @@ impl StreamEncoder for AnthropicEncoder {
             let total = if u.total_token_count > 0 {
                 u.total_token_count
             } else {
-                u.prompt_token_count + u.candidates_token_count + u.thoughts_token_count
+                u.prompt_token_count
+                    .saturating_add(u.candidates_token_count)
+                    .saturating_add(u.thoughts_token_count)
             };
             u64::from(total)
         })

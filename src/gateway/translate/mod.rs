@@ -38,13 +38,14 @@ pub fn finish_reason(reason: FinishReason, has_tool_calls: bool) -> &'static str
     }
 }
 
-/// Maps `usageMetadata` to OpenAI usage; thought tokens count as completion tokens.
+/// Maps `usageMetadata` to OpenAI usage; thought tokens count as completion tokens. Sums
+/// saturate: the counts come from upstream and may be anything up to `u32::MAX`.
 pub fn usage(u: &UsageMetadata) -> Usage {
-    let completion = u.candidates_token_count + u.thoughts_token_count;
+    let completion = u.candidates_token_count.saturating_add(u.thoughts_token_count);
     let total = if u.total_token_count > 0 {
         u.total_token_count
     } else {
-        u.prompt_token_count + completion
+        u.prompt_token_count.saturating_add(completion)
     };
     Usage {
         prompt_tokens: u.prompt_token_count,
@@ -108,4 +109,23 @@ pub trait StreamEncoder: Send + 'static {
     fn fault(&mut self, code: &'static str, message: &str) -> Frame;
     /// Total tokens, once the upstream has reported usage.
     fn total_tokens(&self) -> Option<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by tests/fuzz.rs: huge counts overflowed (a panic in debug builds).
+    #[test]
+    fn usage_sums_saturate() {
+        let u = UsageMetadata {
+            candidates_token_count: 4_294_966_295,
+            thoughts_token_count: 1001,
+            prompt_token_count: 7,
+            ..Default::default()
+        };
+        let out = usage(&u);
+        assert_eq!(out.completion_tokens, u32::MAX);
+        assert_eq!(out.total_tokens, u32::MAX);
+    }
 }

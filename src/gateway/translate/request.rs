@@ -393,11 +393,18 @@ fn apply_passthrough(req: &ChatCompletionRequest, body: &mut GenerateContentRequ
             }
             "toolConfig" => body.tool_config = Some(camel_keys(value)),
             "generationConfig" => {
-                if let Value::Object(map) = camel_keys(value) {
-                    for (k, v) in map {
-                        config.extra.insert(k, v);
+                // Merged through JSON so a field set both ways appears once (Google's wins).
+                if let (Value::Object(map), Ok(Value::Object(mut merged))) =
+                    (camel_keys(value), serde_json::to_value(&*config))
+                {
+                    merged.extend(map);
+                    if let Ok(c) = serde_json::from_value(Value::Object(merged)) {
+                        *config = c;
                     }
                 }
+            }
+            "contents" | "systemInstruction" => {
+                tracing::debug!(field = %key, "ignoring google.{key}: it comes from the messages");
             }
             other => {
                 body.extra.insert(other.to_string(), camel_keys(value));
@@ -607,5 +614,20 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.to_openai().error.param.as_deref(), Some("reasoning_effort"));
+    }
+
+    #[test]
+    fn passthrough_never_duplicates_a_field() {
+        let req: ChatCompletionRequest = serde_json::from_value(json!({"model": "m", "temperature": 0.3,
+            "messages": [{"role": "user", "content": "x"}],
+            "google": {"contents": [], "generation_config": {"temperature": 0.9, "top_k": 5}}}))
+        .unwrap();
+        let (_, body) = to_gemini(&req).unwrap();
+        let text = serde_json::to_string(&body).unwrap();
+        assert_eq!(text.matches("\"contents\"").count(), 1, "{text}");
+        assert_eq!(text.matches("\"temperature\"").count(), 1, "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["generationConfig"]["temperature"], 0.9);
+        assert_eq!(v["generationConfig"]["topK"], 5);
     }
 }
