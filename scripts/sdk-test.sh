@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Drives the release gateway with the official `openai` Python SDK, against the mock upstream.
+# Drives the release gateway with the official `openai`, `google-genai` and `anthropic` Python
+# SDKs, against the mock upstream.
 # Expects `cargo leptos build --release` and the release mock-gemini binary (scripts/test.sh builds both).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -7,9 +8,9 @@ cd "$ROOT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 VENV="$ROOT/.tools/venv"
-if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c "import openai, google.genai" 2>/dev/null; then
+if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c "import openai, google.genai, anthropic" 2>/dev/null; then
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check openai google-genai pytest
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check openai google-genai anthropic pytest
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -27,6 +28,7 @@ pids+=($!)
   GEMINI_API_KEYS="AIzaSdkGoodKey000000000001,AIzaSdkInvalidKey0000000002,AIzaSdkGoodKey000000000003" \
   GEMINI_BASE_URL="http://127.0.0.1:$MOCK_PORT" \
   ALLOWED_TOKENS="sdk-token" \
+  MODEL_ALIASES="claude-*=gemini-2.5-flash" \
   LEPTOS_SITE_ADDR="127.0.0.1:$GW_PORT" \
   LEPTOS_SITE_ROOT="$ROOT/target/site" \
   exec "$TARGET/release/gemini-balance"

@@ -185,4 +185,4 @@ def test_remote_image_refused_for_private_host(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/x.png"}}]}])
-    assert "not a public address" in str(e.value)
+    assert "could not be fetched" in str(e.value)
