@@ -13,8 +13,11 @@
 //! 60) and in concurrency (`CHAOS_STREAMS`, default 1000; `CHAOS_PLAIN`, default 32).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::{cpu, free_port, rss_kib, wait_ready, Proc};
+
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,52 +45,11 @@ const PROMPT: &str = "soak the gateway under rotating faults";
 /// How many error samples of each kind are kept for the report.
 const SAMPLES: usize = 8;
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
-}
-
-/// Resident set size in KiB (0 once the process is gone).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// User + system CPU time of a process.
-fn cpu(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
-    };
-    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -463,16 +425,6 @@ fn state_counts<'a>(states: impl Iterator<Item = &'a str>) -> String {
 
 fn left_out(state: &str) -> bool {
     matches!(state, "disabled" | "probing" | "manual_disabled")
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str) {
-    for _ in 0..400 {
-        if http.get(url).send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{url} did not come up");
 }
 
 #[tokio::main]

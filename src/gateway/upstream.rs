@@ -120,6 +120,28 @@ enum Attempt<T> {
 }
 
 impl<T> Attempt<T> {
+    /// The value of a successful attempt, or the failure as an attempt of another kind.
+    #[expect(
+        clippy::result_large_err,
+        reason = "the failure is returned as it is, once per attempt"
+    )]
+    fn into_done<U>(self) -> Result<T, Attempt<U>> {
+        match self {
+            Attempt::Done(value) => Ok(value),
+            Attempt::Failed {
+                outcome,
+                status,
+                error,
+                raw,
+            } => Err(Attempt::Failed {
+                outcome,
+                status,
+                error,
+                raw,
+            }),
+        }
+    }
+
     fn failed_without_report(outcome: Outcome) -> Self {
         let (status, code) = match &outcome {
             Outcome::Stalled { .. }
@@ -509,21 +531,9 @@ impl Upstream {
     /// A streamed answer read to its end and folded into one `generateContent` response.
     async fn attempt_assembled(&self, call: &Call, lease: Lease) -> Attempt<Answer> {
         let deadline = Instant::now() + self.settings.total_timeout;
-        let opened = match self.attempt_stream(call, lease, Some(deadline)).await {
-            Attempt::Done(opened) => opened,
-            Attempt::Failed {
-                outcome,
-                status,
-                error,
-                raw,
-            } => {
-                return Attempt::Failed {
-                    outcome,
-                    status,
-                    error,
-                    raw,
-                }
-            }
+        let opened = match self.attempt_stream(call, lease, Some(deadline)).await.into_done() {
+            Ok(opened) => opened,
+            Err(failed) => return failed,
         };
         let Opened {
             mut events,
