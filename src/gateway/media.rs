@@ -133,66 +133,81 @@ impl MediaFetcher {
         &self,
         req: &ChatCompletionRequest,
     ) -> Result<Option<ChatCompletionRequest>, GatewayError> {
-        let has_remote = req.messages.iter().any(|m| match &m.content {
-            Some(MessageContent::Parts(parts)) => parts
-                .iter()
-                .any(|p| matches!(p, ContentPart::ImageUrl { image_url } if is_http(&image_url.url))),
-            _ => false,
-        });
-        if !has_remote {
+        let mut urls: Vec<(String, String)> = Vec::new();
+        for (i, msg) in req.messages.iter().enumerate() {
+            if let Some(MessageContent::Parts(parts)) = &msg.content {
+                for (j, part) in parts.iter().enumerate() {
+                    if let ContentPart::ImageUrl { image_url } = part {
+                        if is_http(&image_url.url) {
+                            urls.push((
+                                image_url.url.clone(),
+                                format!("messages[{i}].content[{j}].image_url.url"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if urls.is_empty() {
             return Ok(None);
         }
-        let urls = req
-            .messages
-            .iter()
-            .filter_map(|m| match &m.content {
-                Some(MessageContent::Parts(parts)) => Some(parts),
-                _ => None,
-            })
-            .flatten()
-            .filter(|p| matches!(p, ContentPart::ImageUrl { image_url } if is_http(&image_url.url)))
-            .count();
-        if urls > self.settings.max_urls {
-            return Err(GatewayError::invalid(
-                format!(
-                    "The request names {urls} media URLs; at most {} are fetched per request (MEDIA_FETCH_MAX_URLS). Send the media inline as data URLs instead.",
-                    self.settings.max_urls
-                ),
-                Some("messages"),
-            ));
-        }
+        let mut fetched = self.inline_urls(&urls).await?.into_iter();
         let mut req = req.clone();
-        let mut budget = self.settings.max_total_bytes;
-        for (i, msg) in req.messages.iter_mut().enumerate() {
-            let Some(MessageContent::Parts(parts)) = &mut msg.content else {
-                continue;
-            };
-            for (j, part) in parts.iter_mut().enumerate() {
-                if let ContentPart::ImageUrl { image_url } = part {
-                    if is_http(&image_url.url) {
-                        let param = format!("messages[{i}].content[{j}].image_url.url");
-                        let limit = self.settings.max_bytes.min(budget);
-                        let (data_url, used) = self.fetch(&image_url.url, limit).await.map_err(|reason| {
-                            tracing::debug!(%param, reason, "remote media refused");
-                            if reason == BUDGET && limit < self.settings.max_bytes {
-                                GatewayError::invalid(
-                                    format!(
-                                        "The media in this request add up to more than {} bytes (MEDIA_FETCH_MAX_TOTAL_BYTES).",
-                                        self.settings.max_total_bytes
-                                    ),
-                                    Some(&param),
-                                )
-                            } else {
-                                GatewayError::invalid(format!("Could not fetch the media at {param}: {UNREACHABLE}."), Some(&param))
+        for msg in req.messages.iter_mut() {
+            if let Some(MessageContent::Parts(parts)) = &mut msg.content {
+                for part in parts.iter_mut() {
+                    if let ContentPart::ImageUrl { image_url } = part {
+                        if is_http(&image_url.url) {
+                            if let Some(data_url) = fetched.next() {
+                                image_url.url = data_url;
                             }
-                        })?;
-                        budget = budget.saturating_sub(used);
-                        image_url.url = data_url;
+                        }
                     }
                 }
             }
         }
         Ok(Some(req))
+    }
+
+    /// Fetches `(url, param)` pairs into data URLs, in order, within the per-request limits
+    /// (`MEDIA_FETCH_MAX_URLS`, `MEDIA_FETCH_MAX_TOTAL_BYTES`). Every dialect's remote media go
+    /// through here; the error names the `param` of the media that failed.
+    pub async fn inline_urls(&self, urls: &[(String, String)]) -> Result<Vec<String>, GatewayError> {
+        if urls.len() > self.settings.max_urls {
+            return Err(GatewayError::invalid(
+                format!(
+                    "The request names {} media URLs; at most {} are fetched per request (MEDIA_FETCH_MAX_URLS). Send the media inline instead.",
+                    urls.len(),
+                    self.settings.max_urls
+                ),
+                Some("messages"),
+            ));
+        }
+        let mut budget = self.settings.max_total_bytes;
+        let mut out = Vec::with_capacity(urls.len());
+        for (url, param) in urls {
+            let limit = self.settings.max_bytes.min(budget);
+            let (data_url, used) = self.fetch(url, limit).await.map_err(|reason| {
+                tracing::debug!(%param, reason, "remote media refused");
+                if reason == BUDGET && limit < self.settings.max_bytes {
+                    GatewayError::invalid(
+                        format!(
+                            "The media in this request add up to more than {} bytes (MEDIA_FETCH_MAX_TOTAL_BYTES).",
+                            self.settings.max_total_bytes
+                        ),
+                        Some(param),
+                    )
+                } else {
+                    GatewayError::invalid(
+                        format!("Could not fetch the media at {param}: {UNREACHABLE}."),
+                        Some(param),
+                    )
+                }
+            })?;
+            budget = budget.saturating_sub(used);
+            out.push(data_url);
+        }
+        Ok(out)
     }
 
     /// Fetches one URL into a data URL and the number of bytes it held. The error is a reason

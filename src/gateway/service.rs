@@ -156,8 +156,26 @@ impl Gateway {
         ))
     }
 
+    /// Fetches the http(s) media an Anthropic request names (within the media limits and the
+    /// private-address guard); `None` when it names none.
+    async fn anthropic_media(
+        &self,
+        req: &anthropic::MessagesRequest,
+    ) -> Result<Option<anthropic::MessagesRequest>, GatewayError> {
+        let urls = anthropic::remote_media(&req.messages);
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        let data = self.media.inline_urls(&urls).await?;
+        let mut req = req.clone();
+        anthropic::inline_media(&mut req.messages, data);
+        Ok(Some(req))
+    }
+
     /// An Anthropic Messages answer, whole.
     pub async fn messages(&self, req: &anthropic::MessagesRequest) -> Result<serde_json::Value, GatewayError> {
+        let resolved = self.anthropic_media(req).await?;
+        let req = resolved.as_ref().unwrap_or(req);
         let (model, body) = anthropic::to_gemini(req)?;
         let model = self.aliases.resolve(&model)?;
         let answer = self.upstream.generate(&stream_call(&model, &body)?).await?;
@@ -174,6 +192,8 @@ impl Gateway {
         &self,
         req: &anthropic::MessagesRequest,
     ) -> Result<impl Stream<Item = Frame> + Send + 'static, GatewayError> {
+        let resolved = self.anthropic_media(req).await?;
+        let req = resolved.as_ref().unwrap_or(req);
         let (model, body) = anthropic::to_gemini(req)?;
         let model = self.aliases.resolve(&model)?;
         let opened = self.upstream.open_stream(&stream_call(&model, &body)?).await?;

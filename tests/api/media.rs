@@ -145,3 +145,39 @@ async fn media_urls_are_capped_per_request() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn anthropic_image_urls_go_through_the_same_guard() {
+    let images = image_server().await;
+    let body = json!({"model": "gemini-2.5-flash", "max_tokens": 100, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is it"},
+        {"type": "image", "source": {"type": "url", "url": format!("{images}/cat.png")}}]}]});
+    let app = spawn_app_with(&[KEY], &[("MEDIA_FETCH_ALLOW_PRIVATE", "true")]).await;
+    let resp = app.http.post(app.url("/v1/messages")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    use base64::Engine;
+    let expected = base64::engine::general_purpose::STANDARD.encode(PNG);
+    assert_eq!(
+        app.mock.stats().last_body.unwrap()["contents"][0]["parts"][1],
+        json!({"inlineData": {"mimeType": "image/png", "data": expected}})
+    );
+    let guarded = spawn_app(&[KEY]).await;
+    let resp = guarded
+        .http
+        .post(guarded.url("/v1/messages"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(err["error"]["type"], "invalid_request_error");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be fetched"),
+        "{err}"
+    );
+    assert_eq!(guarded.mock.stats().total, 0);
+}

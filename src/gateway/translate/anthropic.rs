@@ -176,6 +176,54 @@ pub struct Thinking {
     pub budget_tokens: Option<i64>,
 }
 
+/// The http(s) URLs of `image` and `document` blocks, with their field paths, in order.
+pub fn remote_media(messages: &[Message]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, msg) in messages.iter().enumerate() {
+        if let MessageContent::Blocks(blocks) = &msg.content {
+            for (j, block) in blocks.iter().enumerate() {
+                if let Block::Image {
+                    source: Source::Url { url },
+                }
+                | Block::Document {
+                    source: Source::Url { url },
+                } = block
+                {
+                    if url.starts_with("http://") || url.starts_with("https://") {
+                        out.push((url.clone(), format!("messages.{i}.content.{j}.source.url")));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Replaces the URL sources [`remote_media`] listed with the fetched data URLs, in order.
+pub fn inline_media(messages: &mut [Message], data_urls: Vec<String>) {
+    let mut fetched = data_urls.into_iter();
+    for msg in messages.iter_mut() {
+        if let MessageContent::Blocks(blocks) = &mut msg.content {
+            for block in blocks.iter_mut() {
+                if let Block::Image { source } | Block::Document { source } = block {
+                    let remote = matches!(source, Source::Url { url } if url.starts_with("http://") || url.starts_with("https://"));
+                    if !remote {
+                        continue;
+                    }
+                    let Some(data_url) = fetched.next() else { return };
+                    let parsed = data_url
+                        .strip_prefix("data:")
+                        .and_then(|rest| rest.split_once(";base64,"))
+                        .map(|(mime, data)| (mime.to_string(), data.to_string()));
+                    if let Some((media_type, data)) = parsed {
+                        *source = Source::Base64 { media_type, data };
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Translates a Messages request (`max_tokens` given) into the model name and the Gemini body.
 pub fn to_gemini(req: &MessagesRequest) -> Result<(String, GenerateContentRequest), GatewayError> {
     let model = super::request::model_id(&req.model)?;
