@@ -695,13 +695,6 @@ impl KeyPool {
         }
     }
 
-    /// Counts one upstream attempt on a key for its hour/day statistics.
-    pub fn record_attempt(&self, key_id: u64, success: bool, latency: Duration) {
-        if let Some(entry) = self.snapshot().iter().find(|e| e.id == key_id) {
-            entry.record_attempt(self.clock.wall(), success, latency);
-        }
-    }
-
     /// Counts one upstream attempt on a key, held directly (no lookup).
     pub fn record(&self, entry: &KeyEntry, success: bool, latency: Duration) {
         entry.record_attempt(self.clock.wall(), success, latency);
@@ -1254,11 +1247,12 @@ mod tests {
     fn windows_count_the_last_hour_and_day() {
         let (p, clock) = pool(1);
         let id = p.status()[0].id;
-        p.record_attempt(id, true, Duration::from_millis(100));
-        p.record_attempt(id, false, Duration::from_millis(300));
+        let entry = p.snapshot()[0].clone();
+        p.record(&entry, true, Duration::from_millis(100));
+        p.record(&entry, false, Duration::from_millis(300));
         p.record_tokens(id, 42);
         clock.advance(Duration::from_secs(2 * 3600));
-        p.record_attempt(id, true, Duration::from_millis(50));
+        p.record(&entry, true, Duration::from_millis(50));
         let s = &p.status()[0];
         assert_eq!((s.last_hour.requests, s.last_hour.successes), (1, 1));
         assert_eq!(
@@ -1406,7 +1400,6 @@ mod tests {
             ["pro"]
         );
         // Every key without quota: the model is unavailable, not rate limited.
-        let other = p.snapshot().iter().find(|e| e.id != first).cloned().unwrap();
         p.acquire("pro", &[])
             .unwrap()
             .report(&Outcome::ModelUnavailable { message: "0".into() });
@@ -1414,7 +1407,6 @@ mod tests {
         assert!(err.model_unavailable && !err.all_rate_limited);
         p.validated(&entry, &Verdict::Works);
         assert_eq!(p.acquire("pro", &[]).unwrap().key_id(), first);
-        let _ = other;
     }
 
     #[test]

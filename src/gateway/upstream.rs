@@ -248,11 +248,12 @@ impl Upstream {
         req
     }
 
-    /// Masks the lease's key, and any other pool key, wherever it appears in Google's text.
-    fn redact(&self, lease: &Lease, text: &str) -> String {
-        let raw = lease.key().expose();
+    /// Masks the key that made the call, and any other pool key, wherever it appears in
+    /// Google's text.
+    fn redact(&self, key: &super::secret::Secret, text: &str) -> String {
+        let raw = key.expose();
         let text = if raw.len() >= 4 && text.contains(raw) {
-            text.replace(raw, lease.masked())
+            text.replace(raw, &key.masked())
         } else {
             text.to_string()
         };
@@ -262,13 +263,13 @@ impl Upstream {
     /// Classifies an error answer, with every key in it masked before anything stores it.
     fn classify(&self, lease: &Lease, status: u16, body: &[u8]) -> (Outcome, ErrorBody, Bytes) {
         let (mut outcome, mut error) = gemini::classify(status, body);
-        error.error.message = self.redact(lease, &error.error.message);
-        let redacted = self.redact(lease, outcome.message());
+        error.error.message = self.redact(lease.key(), &error.error.message);
+        let redacted = self.redact(lease.key(), outcome.message());
         outcome.set_message(redacted);
         let raw = if body.is_empty() {
             Bytes::new()
         } else {
-            Bytes::from(self.redact(lease, &String::from_utf8_lossy(body)))
+            Bytes::from(self.redact(lease.key(), &String::from_utf8_lossy(body)))
         };
         (outcome, error, raw)
     }
@@ -584,7 +585,7 @@ impl Upstream {
         let limit = self.settings.probe_timeout;
         let resp = match tokio::time::timeout(limit, req.send()).await {
             Err(_) => return Verdict::Inconclusive("the probe timed out".into()),
-            Ok(Err(e)) => return Verdict::Inconclusive(outcome_text(&transport_outcome(&e))),
+            Ok(Err(e)) => return Verdict::Inconclusive(transport_outcome(&e).message().to_string()),
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status().as_u16();
@@ -597,9 +598,7 @@ impl Upstream {
             .flatten()
             .unwrap_or_default();
         let (outcome, _) = gemini::classify(status, &body);
-        let raw = key.expose();
-        let message = outcome.message().replace(raw, &key.masked());
-        let message = self.pool.redact(&message);
+        let message = self.redact(key, outcome.message());
         match outcome {
             Outcome::InvalidKey { .. } | Outcome::PermissionDenied { .. } => Verdict::Rejected(message),
             // A 429 still proves the key is known to Google; the rest says nothing.
@@ -715,10 +714,6 @@ async fn next_event(mut st: Committed) -> Option<(Result<Bytes, StreamFault>, Co
             }
         }
     }
-}
-
-fn outcome_text(o: &Outcome) -> String {
-    o.message().to_string()
 }
 
 fn failed<T>(lease: &mut Lease, outcome: Outcome) -> Attempt<T> {
