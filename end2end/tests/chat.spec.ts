@@ -35,19 +35,27 @@ test("the page is rendered on the server, then hydrates", async ({ page, request
 
 test("a reply streams in token by token", async ({ page }) => {
   await open(page);
+  // Every state the streaming bubble goes through is recorded in the page itself, so the test
+  // does not depend on how fast Playwright can poll a loaded machine.
+  await page.evaluate(() => {
+    const w = window as unknown as { __seen: string[] };
+    w.__seen = [];
+    new MutationObserver(() => {
+      const bubble = document.querySelector(".message.streaming .bubble");
+      const text = bubble?.textContent?.trim() ?? "";
+      if (text && w.__seen[w.__seen.length - 1] !== text) w.__seen.push(text);
+    }).observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
   const words = "alpha beta gamma delta epsilon zeta eta theta iota kappa";
   await send(page, words);
   await expect(page.locator(".message.user .bubble").last()).toHaveText(words);
-  const streaming = page.locator(".message.streaming .bubble");
-  await expect(streaming).toBeVisible();
-  const seen = new Set<string>();
-  while ((await streaming.count()) > 0) {
-    seen.add((await streaming.innerText({ timeout: 200 }).catch(() => "")).trim());
-    await page.waitForTimeout(25);
-  }
-  // Several partial states were visible before the reply completed.
-  expect([...seen].filter((t) => t.length > 0 && t.length < words.length).length).toBeGreaterThan(3);
   await expect(page.locator(".message.assistant .bubble").last()).toHaveText(`Echo: ${words}`);
+  await expect(page.locator(".message.streaming")).toHaveCount(0);
+  const seen: string[] = await page.evaluate(() => (window as unknown as { __seen: string[] }).__seen);
+  // Several partial states were visible before the reply completed, each longer than the last.
+  const partial = seen.filter((t) => t.length < `Echo: ${words}`.length);
+  expect(partial.length).toBeGreaterThan(3);
+  for (let i = 1; i < partial.length; i++) expect(partial[i].length).toBeGreaterThan(partial[i - 1].length);
 });
 
 test("Stop aborts the reply and the upstream stream", async ({ page }) => {
