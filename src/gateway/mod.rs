@@ -1,4 +1,4 @@
-//! The gateway core: key pool, OpenAI ⇄ Gemini translation and the upstream client.
+//! The gateway core: key pool, client dialects ⇄ Gemini translation and the upstream client.
 //! No axum or Leptos types belong here, so all of it can be unit-tested on its own.
 
 pub mod admin;
@@ -11,6 +11,7 @@ pub mod media;
 pub mod metrics;
 pub mod openai;
 pub mod pool;
+pub mod response_store;
 pub mod secret;
 pub mod service;
 pub mod sse;

@@ -11,6 +11,8 @@ use super::error::GatewayError;
 use super::gemini::{GenerateContentResponse, ModelList};
 use super::media::MediaFetcher;
 use super::openai::{ChatCompletion, ChatCompletionRequest, ModelListResponse, ModelObject};
+use super::response_store::{Owner, ResponseStore};
+use super::translate::responses::{self, ResponsesEncoder, ResponsesRequest};
 use super::translate::{self, anthropic, request, response, stream::StreamTranslator};
 use super::upstream::{Call, Upstream};
 
@@ -54,6 +56,7 @@ pub struct Gateway {
     upstream: Arc<Upstream>,
     media: MediaFetcher,
     aliases: Arc<ModelAliases>,
+    responses: Arc<ResponseStore>,
 }
 
 fn generate_path(model: &str, action: &str) -> String {
@@ -77,7 +80,14 @@ impl Gateway {
             upstream,
             media,
             aliases: Arc::default(),
+            responses: Arc::default(),
         }
+    }
+
+    /// Where Responses API answers are kept for `previous_response_id`.
+    pub fn with_response_store(mut self, store: ResponseStore) -> Self {
+        self.responses = Arc::new(store);
+        self
     }
 
     /// Maps client model names to Gemini models on every route.
@@ -94,8 +104,9 @@ impl Gateway {
     pub async fn chat(&self, req: &ChatCompletionRequest) -> Result<ChatCompletion, GatewayError> {
         let resolved = self.media.inline_remote_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
-        let (model, body) = request::to_gemini(req)?;
+        let (model, mut body) = request::to_gemini(req)?;
         let model = self.aliases.resolve(&model)?;
+        translate::sign_calls(&mut body, &model);
         // Asked as a stream and assembled: a slow answer is not mistaken for a dead key.
         let call = stream_call(&model, &body)?;
         let mut answer = self.upstream.generate(&call).await?;
@@ -124,8 +135,9 @@ impl Gateway {
     ) -> Result<impl Stream<Item = Frame> + Send + 'static, GatewayError> {
         let resolved = self.media.inline_remote_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
-        let (model, body) = request::to_gemini(req)?;
+        let (model, mut body) = request::to_gemini(req)?;
         let model = self.aliases.resolve(&model)?;
+        translate::sign_calls(&mut body, &model);
         let call = stream_call(&model, &body)?;
         let opened = self.upstream.open_stream(&call).await?;
         let (mut events, key_id) = (opened.events, opened.key_id);
@@ -176,8 +188,9 @@ impl Gateway {
     pub async fn messages(&self, req: &anthropic::MessagesRequest) -> Result<serde_json::Value, GatewayError> {
         let resolved = self.anthropic_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
-        let (model, body) = anthropic::to_gemini(req)?;
+        let (model, mut body) = anthropic::to_gemini(req)?;
         let model = self.aliases.resolve(&model)?;
+        translate::sign_calls(&mut body, &model);
         let answer = self.upstream.generate(&stream_call(&model, &body)?).await?;
         let parsed = parse_response(&answer.body)?;
         if let Some(tokens) = parsed.usage_metadata.as_ref().map(|u| u64::from(u.total_token_count)) {
@@ -194,12 +207,78 @@ impl Gateway {
     ) -> Result<impl Stream<Item = Frame> + Send + 'static, GatewayError> {
         let resolved = self.anthropic_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
-        let (model, body) = anthropic::to_gemini(req)?;
+        let (model, mut body) = anthropic::to_gemini(req)?;
         let model = self.aliases.resolve(&model)?;
+        translate::sign_calls(&mut body, &model);
         let opened = self.upstream.open_stream(&stream_call(&model, &body)?).await?;
         Ok(encode_stream(
             opened.events,
             anthropic::AnthropicEncoder::new(&req.model),
+            self.upstream.pool().clone(),
+            opened.key_id,
+            super::metrics::RequestTrace::stream_end(),
+        ))
+    }
+
+    /// A Responses request made ready: the stored conversation it continues, its media fetched,
+    /// translated for the resolved model, with an encoder that stores the answer when asked to.
+    async fn prepare_responses(
+        &self,
+        req: &ResponsesRequest,
+        owner: &Owner,
+    ) -> Result<(Call, ResponsesEncoder), GatewayError> {
+        let model = self.aliases.resolve(&request::model_id(&req.model)?)?;
+        let history = match &req.previous_response_id {
+            Some(id) => self.responses.history(owner, id)?,
+            None => Vec::new(),
+        };
+        let mut input = req.input_items();
+        let urls = responses::remote_media(&input);
+        if !urls.is_empty() {
+            let data = self.media.inline_urls(&urls).await?;
+            responses::inline_media(&mut input, data);
+        }
+        let (body, ctx) = responses::to_gemini(req, &model, &history, &input)?;
+        let call = stream_call(&model, &body)?;
+        let mut encoder = ResponsesEncoder::new(ctx);
+        if req.stores() {
+            let store = self.responses.clone();
+            let owner = owner.clone();
+            let previous = req.previous_response_id.clone();
+            encoder = encoder.on_complete(Box::new(move |response: &serde_json::Value| {
+                let Some(id) = response["id"].as_str() else { return };
+                let mut items = input;
+                items.extend(response["output"].as_array().into_iter().flatten().cloned());
+                store.put(&owner, id, previous.as_deref(), items);
+            }));
+        }
+        Ok((call, encoder))
+    }
+
+    /// A Responses API answer, whole. `owner` scopes stored responses to the client's token.
+    pub async fn responses(&self, req: &ResponsesRequest, owner: &Owner) -> Result<serde_json::Value, GatewayError> {
+        let (call, encoder) = self.prepare_responses(req, owner).await?;
+        let answer = self.upstream.generate(&call).await?;
+        let parsed = parse_response(&answer.body)?;
+        let response = encoder.whole(&parsed);
+        if let Some(tokens) = response["usage"]["total_tokens"].as_u64() {
+            self.upstream.pool().record_tokens(answer.key_id, tokens);
+            super::metrics::RequestTrace::update(|t| t.tokens = tokens);
+        }
+        Ok(response)
+    }
+
+    /// A Responses API stream: `response.created` … `response.completed`, event by event.
+    pub async fn responses_stream(
+        &self,
+        req: &ResponsesRequest,
+        owner: &Owner,
+    ) -> Result<impl Stream<Item = Frame> + Send + 'static, GatewayError> {
+        let (call, encoder) = self.prepare_responses(req, owner).await?;
+        let opened = self.upstream.open_stream(&call).await?;
+        Ok(encode_stream(
+            opened.events,
+            encoder,
             self.upstream.pool().clone(),
             opened.key_id,
             super::metrics::RequestTrace::stream_end(),

@@ -26,6 +26,7 @@ use crate::gateway::config::Settings;
 use crate::gateway::media::MediaFetcher;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::pool::KeyPool;
+use crate::gateway::response_store::ResponseStore;
 use crate::gateway::service::Gateway;
 use crate::gateway::store::Store;
 use crate::gateway::upstream::Upstream;
@@ -90,6 +91,7 @@ fn openai_api(state: &AppState) -> Router<AppState> {
             "/messages/count_tokens",
             post(routes::anthropic::count_tokens).layer(anthropic_auth),
         )
+        .route("/responses", post(routes::responses::create).layer(auth.clone()))
         .route("/embeddings", post(openai::embeddings).layer(auth))
         // Shared with Google's v1 API: these answer in the caller's dialect and check its
         // credentials themselves; POST `{model}:{action}` is Google's.
@@ -246,9 +248,12 @@ impl Application {
             shutdown_grace: settings.shutdown_grace,
         };
         let aliases = settings.model_aliases.clone();
+        let responses = ResponseStore::new(settings.responses_per_token, settings.responses_max_bytes);
         let state = AppState {
             settings: Arc::new(settings),
-            gateway: Gateway::new(upstream, media).with_aliases(aliases),
+            gateway: Gateway::new(upstream, media)
+                .with_aliases(aliases)
+                .with_response_store(responses),
             admin: admin.clone(),
             metrics,
         };

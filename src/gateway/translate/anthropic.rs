@@ -10,20 +10,15 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::new_id;
-use super::{Frame, StreamEncoder};
+use super::{clean_schema, new_id, Frame, StreamEncoder};
+pub use super::{MAX_OUTPUT_TOKENS, PLACEHOLDER_SIGNATURE};
 use crate::gateway::error::GatewayError;
 use crate::gateway::gemini::{
     Blob, Content, FinishReason, FunctionCall, FunctionResponse, GenerateContentRequest, GenerateContentResponse,
     GenerationConfig, Part, UsageMetadata,
 };
-
-/// Gemini's output-token ceiling: larger `max_tokens` (Claude Code asks for 128,000) are capped.
-pub const MAX_OUTPUT_TOKENS: u32 = 65_536;
-/// The signature Google documents for function calls whose real signature was lost.
-pub const PLACEHOLDER_SIGNATURE: &str = "skip_thought_signature_validator";
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct MessagesRequest {
@@ -227,7 +222,7 @@ pub fn inline_media(messages: &mut [Message], data_urls: Vec<String>) {
 /// Translates a Messages request (`max_tokens` given) into the model name and the Gemini body.
 pub fn to_gemini(req: &MessagesRequest) -> Result<(String, GenerateContentRequest), GatewayError> {
     let model = super::request::model_id(&req.model)?;
-    let mut body = contents(&model, req.system.as_ref(), &req.messages)?;
+    let mut body = contents(req.system.as_ref(), &req.messages)?;
     body.tools = tools(req.tools.as_deref())?;
     if let Some(choice) = &req.tool_choice {
         body.tool_config = tool_config(choice)?;
@@ -252,7 +247,7 @@ pub fn to_gemini(req: &MessagesRequest) -> Result<(String, GenerateContentReques
 /// The body of Gemini's `countTokens` for a `count_tokens` request.
 pub fn count_tokens_body(req: &CountTokensRequest) -> Result<(String, Value), GatewayError> {
     let model = super::request::model_id(&req.model)?;
-    let mut body = contents(&model, req.system.as_ref(), &req.messages)?;
+    let mut body = contents(req.system.as_ref(), &req.messages)?;
     body.tools = tools(req.tools.as_deref())?;
     let mut inner = serde_json::to_value(&body).map_err(|e| GatewayError::invalid(e.to_string(), None))?;
     inner["model"] = json!(format!("models/{model}"));
@@ -333,11 +328,7 @@ fn source_part(source: &Source) -> Option<Part> {
     }
 }
 
-fn contents(
-    model: &str,
-    system: Option<&System>,
-    messages: &[Message],
-) -> Result<GenerateContentRequest, GatewayError> {
+fn contents(system: Option<&System>, messages: &[Message]) -> Result<GenerateContentRequest, GatewayError> {
     let mut system_parts: Vec<Part> = match system {
         None => Vec::new(),
         Some(System::Text(t)) if t.is_empty() => Vec::new(),
@@ -350,7 +341,6 @@ fn contents(
             })
             .collect(),
     };
-    let gemini3 = model.starts_with("gemini-3");
     let mut names: HashMap<String, String> = HashMap::new();
     let mut turns: Vec<Content> = Vec::new();
     for (i, msg) in messages.iter().enumerate() {
@@ -440,9 +430,6 @@ fn contents(
             };
             if role == "model" {
                 part.thought_signature = pending_signature.take();
-                if part.function_call.is_some() && part.thought_signature.is_none() && gemini3 {
-                    part.thought_signature = Some(PLACEHOLDER_SIGNATURE.to_string());
-                }
             }
             parts.push(part);
         }
@@ -472,20 +459,6 @@ fn contents(
         }),
         ..Default::default()
     })
-}
-
-/// Removes JSON-schema keywords Gemini has no use for, at every level.
-fn clean_schema(v: Value) -> Value {
-    match v {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .filter(|(k, _)| k != "$schema")
-                .map(|(k, v)| (k, clean_schema(v)))
-                .collect::<Map<String, Value>>(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(clean_schema).collect()),
-        other => other,
-    }
 }
 
 fn tools(tools: Option<&[Tool]>) -> Result<Option<Vec<Value>>, GatewayError> {
@@ -924,10 +897,11 @@ mod tests {
         let msgs = json!([{"role": "user", "content": "go"},
             {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok", "is_error": true}]}]);
-        let (_, b3) = to_gemini(&req(
+        let (model, mut b3) = to_gemini(&req(
             json!({"model": "gemini-3-pro-preview", "max_tokens": 10, "messages": msgs}),
         ))
         .unwrap();
+        crate::gateway::translate::sign_calls(&mut b3, &model);
         assert_eq!(
             b3.contents[1].parts[0].thought_signature.as_deref(),
             Some(PLACEHOLDER_SIGNATURE)
@@ -936,10 +910,11 @@ mod tests {
             b3.contents[2].parts[0].function_response.as_ref().unwrap().response,
             json!({"error": "ok"})
         );
-        let (_, b25) = to_gemini(&req(
+        let (model, mut b25) = to_gemini(&req(
             json!({"model": "gemini-2.5-pro", "max_tokens": 10, "messages": msgs}),
         ))
         .unwrap();
+        crate::gateway::translate::sign_calls(&mut b25, &model);
         assert!(b25.contents[1].parts[0].thought_signature.is_none());
     }
 

@@ -1,18 +1,27 @@
-//! OpenAI ⇄ Gemini translation: pure functions over the wire types, tested beside them.
+//! Client dialects ⇄ Gemini translation: pure functions over the wire types, tested beside them.
 //!
 //! - [`request`]: chat-completions request → `generateContent` request.
 //! - [`response`]: `generateContent` response → chat completion.
 //! - [`stream`]: `streamGenerateContent` events → chat-completion chunks.
 //! - [`anthropic`]: the Anthropic Messages dialect (request, response, stream encoder).
+//! - [`responses`]: the OpenAI Responses dialect (request, response, stream encoder).
 //!
 //! Every dialect streams through one driver (`service::encode_stream`) by implementing
-//! [`StreamEncoder`].
+//! [`StreamEncoder`]; what they share (schemas, effort levels, signatures) lives here.
 
 pub mod anthropic;
 pub mod embeddings;
 pub mod request;
 pub mod response;
+pub mod responses;
 pub mod stream;
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::{json, Map, Value};
+
+use super::error::GatewayError;
 
 use super::gemini::{FinishReason, GenerateContentResponse, UsageMetadata};
 use super::openai::Usage;
@@ -21,6 +30,82 @@ use super::openai::{CompletionTokensDetails, PromptTokensDetails};
 /// Separates a tool-call id from the Gemini `thoughtSignature` carried inside it, so multi-turn
 /// tool use with thinking models survives a round trip through OpenAI clients.
 pub const SIGNATURE_SEPARATOR: char = '.';
+
+/// Gemini's output-token ceiling: larger requests (Claude Code asks for 128,000) are capped.
+pub const MAX_OUTPUT_TOKENS: u32 = 65_536;
+/// The signature Google documents for function calls whose real signature was lost: Gemini 3
+/// rejects a function-call turn without one.
+pub const PLACEHOLDER_SIGNATURE: &str = "skip_thought_signature_validator";
+
+/// Whether a (resolved) model rejects unsigned function calls.
+pub fn needs_signatures(model: &str) -> bool {
+    model.starts_with("gemini-3")
+}
+
+/// Gives every unsigned function call in the model's turns Google's placeholder signature when
+/// the (resolved) model rejects unsigned calls; other models are left alone. Shared by every
+/// dialect, after model aliases are resolved.
+pub fn sign_calls(body: &mut super::gemini::GenerateContentRequest, model: &str) {
+    if !needs_signatures(model) {
+        return;
+    }
+    for turn in body.contents.iter_mut().filter(|t| t.role.as_deref() == Some("model")) {
+        for part in turn.parts.iter_mut() {
+            if part.function_call.is_some() && part.thought_signature.is_none() {
+                part.thought_signature = Some(PLACEHOLDER_SIGNATURE.to_string());
+            }
+        }
+    }
+}
+
+/// Removes JSON-schema keywords Gemini has no use for (`$schema`), at every level.
+pub fn clean_schema(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| k != "$schema")
+                .map(|(k, v)| (k, clean_schema(v)))
+                .collect::<Map<String, Value>>(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(clean_schema).collect()),
+        other => other,
+    }
+}
+
+/// OpenAI's reasoning effort as a Gemini `thinkingConfig`: a thinking level on Gemini 3, a
+/// token budget before it. `param` names the field in errors.
+pub fn thinking_for_effort(effort: &str, model: &str, param: &str) -> Result<Value, GatewayError> {
+    let gemini3 = model.contains("gemini-3");
+    Ok(match (effort, gemini3) {
+        ("none", false) => json!({"thinkingBudget": 0}),
+        ("minimal", false) => json!({"thinkingBudget": 512}),
+        ("low", false) => json!({"thinkingBudget": 1024}),
+        ("medium", false) => json!({"thinkingBudget": 8192}),
+        ("high" | "xhigh", false) => json!({"thinkingBudget": 24576}),
+        ("none" | "minimal" | "low", true) => json!({"thinkingLevel": "low"}),
+        ("medium" | "high" | "xhigh", true) => json!({"thinkingLevel": "high"}),
+        (other, _) => {
+            return Err(GatewayError::invalid(
+                format!("'{param}' must be one of none, minimal, low, medium, high, xhigh; got {other:?}"),
+                Some(param),
+            ))
+        }
+    })
+}
+
+/// Logs, once per process and at debug, the request fields a dialect accepted but has no use
+/// for, so gaps in the translation are visible without flooding the log.
+pub fn log_ignored<'a>(dialect: &str, fields: impl IntoIterator<Item = &'a str>) {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(Mutex::default);
+    let Ok(mut seen) = seen.lock() else { return };
+    for field in fields {
+        // Bounded: a client inventing field names cannot grow the set without limit.
+        if seen.len() < 1024 && seen.insert(format!("{dialect}.{field}")) {
+            tracing::debug!(dialect, field, "ignoring a request field Gemini has no use for");
+        }
+    }
+}
 
 /// Maps Gemini's finish reason to OpenAI's.
 pub fn finish_reason(reason: FinishReason, has_tool_calls: bool) -> &'static str {

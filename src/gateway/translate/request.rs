@@ -124,7 +124,7 @@ pub fn to_gemini(req: &ChatCompletionRequest) -> Result<(String, GenerateContent
 
 /// Appends parts to the last turn when it has the same role (Gemini wants alternating turns),
 /// else starts a new turn. Empty part lists are dropped.
-fn push_turn(contents: &mut Vec<Content>, role: &str, parts: Vec<Part>) {
+pub(super) fn push_turn(contents: &mut Vec<Content>, role: &str, parts: Vec<Part>) {
     if parts.is_empty() {
         return;
     }
@@ -192,7 +192,7 @@ fn content_parts(msg: &ChatMessage, param: &str) -> Result<Vec<Part>, GatewayErr
     }
 }
 
-fn guess_mime(filename: Option<&str>) -> String {
+pub(super) fn guess_mime(filename: Option<&str>) -> String {
     let ext = filename
         .and_then(|f| f.rsplit_once('.'))
         .map(|(_, e)| e.to_ascii_lowercase());
@@ -206,7 +206,7 @@ fn guess_mime(filename: Option<&str>) -> String {
 }
 
 /// `data:<mime>;base64,<data>` → `inlineData`.
-fn data_url_part(url: &str, param: &str) -> Result<Part, GatewayError> {
+pub(super) fn data_url_part(url: &str, param: &str) -> Result<Part, GatewayError> {
     if let Some(rest) = url.strip_prefix("data:") {
         if let Some((meta, data)) = rest.split_once(',') {
             if let Some(mime) = meta.strip_suffix(";base64") {
@@ -293,22 +293,7 @@ fn generation_config(req: &ChatCompletionRequest) -> Result<GenerationConfig, Ga
         }
     }
     if let Some(effort) = &req.reasoning_effort {
-        let gemini3 = req.model.contains("gemini-3");
-        c.thinking_config = Some(match (effort.as_str(), gemini3) {
-            ("none", false) => json!({"thinkingBudget": 0}),
-            ("minimal", false) => json!({"thinkingBudget": 512}),
-            ("low", false) => json!({"thinkingBudget": 1024}),
-            ("medium", false) => json!({"thinkingBudget": 8192}),
-            ("high", false) => json!({"thinkingBudget": 24576}),
-            ("none" | "minimal" | "low", true) => json!({"thinkingLevel": "low"}),
-            ("medium" | "high", true) => json!({"thinkingLevel": "high"}),
-            (other, _) => {
-                return Err(GatewayError::invalid(
-                    format!("'reasoning_effort' must be one of none, minimal, low, medium, high; got {other:?}"),
-                    Some("reasoning_effort"),
-                ))
-            }
-        });
+        c.thinking_config = Some(super::thinking_for_effort(effort, &req.model, "reasoning_effort")?);
     }
     Ok(c)
 }

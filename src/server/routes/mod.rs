@@ -5,6 +5,7 @@ pub mod anthropic;
 pub mod gemini;
 pub mod health;
 pub mod openai;
+pub mod responses;
 
 use std::convert::Infallible;
 use std::time::Duration;
