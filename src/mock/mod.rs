@@ -121,6 +121,8 @@ pub const MODELS: &[&str] = &[
     "gemini-2.5-pro",
     "gemini-2.0-flash",
     "gemini-2.5-flash-image",
+    "gemini-3-pro-preview",
+    "gemini-3-flash-preview",
 ];
 pub const EMBEDDING_MODELS: &[&str] = &["gemini-embedding-001", "text-embedding-004"];
 
@@ -621,6 +623,34 @@ fn embed(content: &Value, dims: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Gemini 3 validates the current turn (the model steps after the last user text): the first
+/// function call of each step must carry its thought signature. The unsigned call's name and
+/// 1-based content position, if any.
+fn unsigned_call(contents: &[Value]) -> Option<(String, usize)> {
+    let parts = |c: &Value| c.get("parts").and_then(Value::as_array).cloned().unwrap_or_default();
+    let turn_start = contents
+        .iter()
+        .rposition(|c| {
+            c.get("role").and_then(Value::as_str) != Some("model") && parts(c).iter().any(|p| p.get("text").is_some())
+        })
+        .unwrap_or(0);
+    for (i, c) in contents.iter().enumerate().skip(turn_start) {
+        if c.get("role").and_then(Value::as_str) != Some("model") {
+            continue;
+        }
+        let first_call = parts(c).into_iter().find(|p| p.get("functionCall").is_some());
+        if let Some(call) = first_call.filter(|p| p.get("thoughtSignature").is_none()) {
+            let name = call
+                .pointer("/functionCall/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            return Some((name, i + 1));
+        }
+    }
+    None
+}
+
 /// The answer to a generate request, as the list of stream events Gemini would send.
 #[expect(
     clippy::result_large_err,
@@ -636,6 +666,16 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
             json!([]),
         ));
     };
+    if model.starts_with("gemini-3") {
+        if let Some((name, position)) = unsigned_call(contents) {
+            return Err(google_error(
+                400,
+                "INVALID_ARGUMENT",
+                &format!("Function call is missing a thought_signature in functionCall parts. This is required for tools to work correctly, and missing thought_signature may lead to degraded model performance. Additional data, function call `default_api:{name}` , position {position}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details."),
+                json!([]),
+            ));
+        }
+    }
     let prompt_tokens =
         count_words(&Value::Array(contents.clone())) + req.get("systemInstruction").map(count_words).unwrap_or(0);
     let last = contents.last().cloned().unwrap_or(Value::Null);

@@ -12,4 +12,5 @@ mod media;
 mod openai_chat;
 mod pool_failover;
 mod reliability;
+mod responses;
 mod streaming;

@@ -181,6 +181,8 @@ pub struct ResponseContext {
     pub echo: Map<String, Value>,
     /// Names of `custom` tools: their calls are answered as `custom_tool_call` items.
     pub custom_tools: HashSet<String>,
+    /// The namespace of each namespaced tool: its calls name it.
+    pub namespaces: HashMap<String, String>,
 }
 
 /// Translates a Responses request into the Gemini body for `model` (the resolved Gemini model),
@@ -198,8 +200,8 @@ pub fn to_gemini(
     }
     let mut body = contents(req.instructions.as_deref(), history, input)?;
     super::sign_calls(&mut body, model);
-    let (tools, custom_tools) = tools(req.tools.as_deref().unwrap_or_default())?;
-    body.tools = tools;
+    let (gemini_tools, declared) = tools(req.tools.as_deref().unwrap_or_default())?;
+    body.tools = gemini_tools;
     if let (Some(choice), Some(_)) = (&req.tool_choice, &body.tools) {
         body.tool_config = tool_config(choice)?;
     }
@@ -208,7 +210,8 @@ pub fn to_gemini(
         id: new_id("resp_"),
         created_at: super::unix_now(),
         echo: echo(req),
-        custom_tools,
+        custom_tools: declared.custom,
+        namespaces: declared.namespaces,
     };
     Ok((body, ctx))
 }
@@ -528,33 +531,38 @@ fn contents(
     })
 }
 
-/// Function and custom tools as Gemini declarations; hosted tools with a Gemini equivalent
-/// (web search → Google Search) as Gemini tools; any other hosted tool is a 400 naming it.
-fn tools(tools: &[Value]) -> Result<(Option<Vec<Value>>, HashSet<String>), GatewayError> {
-    let mut declarations = Vec::new();
-    let mut hosted = Vec::new();
-    let mut custom = HashSet::new();
-    for (i, tool) in tools.iter().enumerate() {
-        let param = format!("tools[{i}]");
-        let kind = str_field(tool, "type").unwrap_or("");
-        match kind {
+/// The tools of a request as Gemini sees them.
+#[derive(Debug, Default)]
+struct Tools {
+    declarations: Vec<Value>,
+    search: bool,
+    custom: HashSet<String>,
+    namespaces: HashMap<String, String>,
+}
+
+impl Tools {
+    /// A function or custom tool as a declaration; `false` for any other type.
+    fn declare(&mut self, tool: &Value, param: &str) -> Result<bool, GatewayError> {
+        match str_field(tool, "type").unwrap_or("") {
             "function" => {
-                let name = required(tool, "name", &param)?;
+                let name = required(tool, "name", param)?;
                 let mut d = json!({ "name": name });
                 if let Some(desc) = str_field(tool, "description") {
                     d["description"] = json!(desc);
                 }
                 let has_params = tool.get("parameters").is_some_and(|p| {
-                    p.get("properties").and_then(Value::as_object).is_some_and(|m| !m.is_empty())
+                    p.get("properties")
+                        .and_then(Value::as_object)
+                        .is_some_and(|m| !m.is_empty())
                         || p.get("$ref").is_some()
                 });
                 if has_params {
                     d["parametersJsonSchema"] = clean_schema(tool["parameters"].clone());
                 }
-                declarations.push(d);
+                self.declarations.push(d);
             }
             "custom" => {
-                let name = required(tool, "name", &param)?;
+                let name = required(tool, "name", param)?;
                 let mut description = str_field(tool, "description").unwrap_or("").to_string();
                 if let Some(format) = tool.get("format").filter(|f| str_field(f, "type") == Some("grammar")) {
                     description.push_str(&format!(
@@ -563,8 +571,8 @@ fn tools(tools: &[Value]) -> Result<(Option<Vec<Value>>, HashSet<String>), Gatew
                         str_field(format, "definition").unwrap_or("")
                     ));
                 }
-                custom.insert(name.to_string());
-                declarations.push(json!({
+                self.custom.insert(name.to_string());
+                self.declarations.push(json!({
                     "name": name,
                     "description": description.trim(),
                     "parametersJsonSchema": {
@@ -574,7 +582,39 @@ fn tools(tools: &[Value]) -> Result<(Option<Vec<Value>>, HashSet<String>), Gatew
                     },
                 }));
             }
-            k if k.starts_with("web_search") => hosted.push(json!({"googleSearch": {}})),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// Function and custom tools as Gemini declarations (a `namespace`'s tools by their own names);
+/// web search as Google Search when no function is declared beside it (Gemini refuses the mix
+/// unless asked specially); any other hosted tool is a 400 naming it.
+fn tools(tools: &[Value]) -> Result<(Option<Vec<Value>>, Tools), GatewayError> {
+    let mut out = Tools::default();
+    for (i, tool) in tools.iter().enumerate() {
+        let param = format!("tools[{i}]");
+        if out.declare(tool, &param)? {
+            continue;
+        }
+        match str_field(tool, "type").unwrap_or("") {
+            "namespace" => {
+                let namespace = required(tool, "name", &param)?;
+                for (j, inner) in tool.get("tools").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                    let inner_param = format!("{param}.tools[{j}]");
+                    if !out.declare(inner, &inner_param)? {
+                        return Err(GatewayError::invalid(
+                            format!("{inner_param}: only function and custom tools can be in a namespace"),
+                            Some(&format!("{inner_param}.type")),
+                        ));
+                    }
+                    if let Some(name) = str_field(inner, "name") {
+                        out.namespaces.insert(name.to_string(), namespace.to_string());
+                    }
+                }
+            }
+            k if k.starts_with("web_search") => out.search = true,
             other => {
                 return Err(GatewayError::invalid(
                     format!("{param}: the hosted tool {other:?} has no Gemini equivalent; use function tools (web_search maps to Google Search)"),
@@ -583,12 +623,16 @@ fn tools(tools: &[Value]) -> Result<(Option<Vec<Value>>, HashSet<String>), Gatew
             }
         }
     }
-    let mut out = Vec::new();
-    if !declarations.is_empty() {
-        out.push(json!({ "functionDeclarations": declarations }));
+    let mut gemini = Vec::new();
+    if !out.declarations.is_empty() {
+        gemini.push(json!({ "functionDeclarations": std::mem::take(&mut out.declarations) }));
+        if out.search {
+            log_ignored("responses.tools", ["web_search beside function tools"]);
+        }
+    } else if out.search {
+        gemini.push(json!({"googleSearch": {}}));
     }
-    out.extend(hosted);
-    Ok(((!out.is_empty()).then_some(out), custom))
+    Ok(((!gemini.is_empty()).then_some(gemini), out))
 }
 
 fn tool_config(choice: &Value) -> Result<Option<Value>, GatewayError> {
@@ -960,7 +1004,10 @@ impl ResponsesEncoder {
             "{}".to_string()
         };
         let id = new_id("fc_");
-        let item = json!({"id": id, "type": "function_call", "status": "in_progress", "call_id": call_id, "name": call.name, "arguments": ""});
+        let mut item = json!({"id": id, "type": "function_call", "status": "in_progress", "call_id": call_id, "name": call.name, "arguments": ""});
+        if let Some(namespace) = self.ctx.namespaces.get(&call.name) {
+            item["namespace"] = json!(namespace);
+        }
         self.push(
             out,
             "response.output_item.added",
@@ -976,7 +1023,8 @@ impl ResponsesEncoder {
             "response.function_call_arguments.done",
             json!({"item_id": id, "output_index": index, "name": call.name, "arguments": arguments}),
         );
-        let item = json!({"id": id, "type": "function_call", "status": "completed", "call_id": call_id, "name": call.name, "arguments": arguments});
+        item["status"] = json!("completed");
+        item["arguments"] = json!(arguments);
         self.push(
             out,
             "response.output_item.done",
@@ -1147,7 +1195,11 @@ mod tests {
         assert!(decls[0]["parametersJsonSchema"].get("$schema").is_none());
         assert_eq!(decls[1]["parametersJsonSchema"]["required"], json!(["input"]));
         assert!(decls[1]["description"].as_str().expect("d").contains("start: patch"));
-        assert_eq!(body["tools"][1], json!({"googleSearch": {}}));
+        assert_eq!(
+            body["tools"].as_array().expect("tools").len(),
+            1,
+            "no search beside functions"
+        );
         assert_eq!(body["toolConfig"]["functionCallingConfig"]["mode"], "AUTO");
         assert_eq!(
             body["generationConfig"]["thinkingConfig"],
@@ -1173,6 +1225,37 @@ mod tests {
         assert_eq!(c["responseJsonSchema"], json!({"type": "object"}));
         assert_eq!(c["temperature"], 0.2);
         assert_eq!(c["thinkingConfig"], json!({"thinkingBudget": 1024}));
+    }
+
+    /// Codex's multi-agent tools come in a namespace; web search alone is Google Search.
+    #[test]
+    fn namespaces_are_flattened_and_search_stands_alone() {
+        let (body, ctx) = translate(
+            json!({"model": "gpt-5", "input": "x", "tools": [
+                {"type": "namespace", "name": "multi_agent_v1", "description": "agents", "tools": [
+                    {"type": "function", "name": "spawn_agent", "parameters": {"type": "object", "properties": {"task": {"type": "string"}}}},
+                    {"type": "function", "name": "wait_agent", "defer_loading": true}]}]}),
+            "gemini-2.5-pro",
+        );
+        let names: Vec<&str> = body["tools"][0]["functionDeclarations"]
+            .as_array()
+            .expect("declarations")
+            .iter()
+            .map(|d| d["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, ["spawn_agent", "wait_agent"]);
+        assert_eq!(ctx.namespaces["wait_agent"], "multi_agent_v1");
+        let (body, _) = translate(
+            json!({"model": "gpt-5", "input": "x", "tools": [{"type": "web_search", "external_web_access": false}]}),
+            "gemini-2.5-pro",
+        );
+        assert_eq!(body["tools"], json!([{"googleSearch": {}}]));
+        let call = gemini(
+            json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "spawn_agent", "args": {}}}]}, "finishReason": "STOP"}]}),
+        );
+        let out = ResponsesEncoder::new(self::ctx(&[])).whole(&call);
+        assert_eq!(out["output"][0]["namespace"], "multi_agent_v1");
+        assert_eq!(out["output"][0]["name"], "spawn_agent");
     }
 
     #[test]
@@ -1218,6 +1301,7 @@ mod tests {
             created_at: 1,
             echo: echo(&req(json!({"model": "gpt-5", "input": "x"}))),
             custom_tools: custom.iter().map(|s| s.to_string()).collect(),
+            namespaces: HashMap::from([("spawn_agent".to_string(), "multi_agent_v1".to_string())]),
         }
     }
 
