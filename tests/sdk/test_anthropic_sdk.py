@@ -94,7 +94,7 @@ def test_count_tokens(client):
 
 def test_errors_are_anthropic_errors(client):
     with pytest.raises(anthropic.NotFoundError):
-        client.messages.create(model="gpt-4o", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        client.messages.create(model="mistral-large", max_tokens=10, messages=[{"role": "user", "content": "x"}])
     bad = anthropic.Anthropic(base_url=URL, api_key="wrong", max_retries=0)
     with pytest.raises(anthropic.AuthenticationError):
         bad.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "x"}])
