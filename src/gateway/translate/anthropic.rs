@@ -45,6 +45,9 @@ pub struct MessagesRequest {
     pub thinking: Option<Thinking>,
     #[serde(default)]
     pub output_config: Option<Value>,
+    /// Everything else (`metadata`, `context_management`, `service_tier`, …): accepted, ignored.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// `count_tokens` takes the same fields without `max_tokens`.
@@ -222,6 +225,7 @@ pub fn inline_media(messages: &mut [Message], data_urls: Vec<String>) {
 /// Translates a Messages request (`max_tokens` given) into the model name and the Gemini body.
 pub fn to_gemini(req: &MessagesRequest) -> Result<(String, GenerateContentRequest), GatewayError> {
     let model = super::request::model_id(&req.model)?;
+    super::log_ignored("messages", req.extra.keys().map(String::as_str));
     let mut body = contents(req.system.as_ref(), &req.messages)?;
     body.tools = tools(req.tools.as_deref())?;
     if let Some(choice) = &req.tool_choice {

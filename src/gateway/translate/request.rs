@@ -396,7 +396,7 @@ fn apply_passthrough(req: &ChatCompletionRequest, body: &mut GenerateContentRequ
             }
         }
     }
-    let known: Vec<&str> = req
+    let ignored: Vec<&str> = req
         .extra
         .keys()
         .map(String::as_str)
@@ -407,9 +407,7 @@ fn apply_passthrough(req: &ChatCompletionRequest, body: &mut GenerateContentRequ
             )
         })
         .collect();
-    if !known.is_empty() {
-        tracing::debug!(fields = ?known, "ignoring unknown chat-completions fields");
-    }
+    super::log_ignored("chat", ignored);
 }
 
 fn camel(key: &str) -> String {
