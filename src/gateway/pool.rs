@@ -136,6 +136,72 @@ pub enum Verdict {
     Inconclusive(String),
 }
 
+/// A decision about a key that other replicas should know (see `redis_sync`). Deadlines are
+/// wall-clock milliseconds since the Unix epoch, so they mean the same on every machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fact {
+    Added {
+        secret: Secret,
+    },
+    Removed {
+        fingerprint: String,
+    },
+    /// Taken out (`true`) or put back (`false`) by an operator.
+    Manual {
+        fingerprint: String,
+        on: bool,
+    },
+    Reset {
+        fingerprint: String,
+    },
+    /// Found invalid or forbidden: out until re-validated.
+    Invalid {
+        fingerprint: String,
+        message: String,
+    },
+    /// Validated or probed as working: trusted again, zero-quota models retried.
+    Works {
+        fingerprint: String,
+    },
+    ModelUnavailable {
+        fingerprint: String,
+        model: String,
+    },
+    /// A 429: for one model, or the whole key (`model: None`), until then.
+    RateLimited {
+        fingerprint: String,
+        model: Option<String>,
+        until_ms: u64,
+    },
+    /// The circuit opened after repeated failures, until then; `strikes` drives the doubling.
+    Cooldown {
+        fingerprint: String,
+        until_ms: u64,
+        strikes: u32,
+    },
+}
+
+/// Where the pool sends its [`Fact`]s; must not block (a channel's `try_send`).
+pub type FactSink = Arc<dyn Fn(Fact) + Send + Sync>;
+
+/// What the pool knows about one key, to share in full (after an outage, at start).
+#[derive(Debug, Clone)]
+pub struct KeyFacts {
+    pub secret: Secret,
+    pub fingerprint: String,
+    pub manual: bool,
+    pub invalid: Option<String>,
+    pub unavailable_models: Vec<String>,
+    pub key_rate_limit_ms: Option<u64>,
+    pub model_rate_limits_ms: Vec<(String, u64)>,
+    pub cooldown_ms: Option<(u64, u32)>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 /// Why no key could be handed out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unavailable {
@@ -329,6 +395,8 @@ pub struct KeyPool {
     clock: Arc<dyn Clock>,
     /// (when, total, usable) of the last [`KeyPool::availability`] count.
     availability: Mutex<Option<(Instant, usize, usize)>>,
+    /// Where decisions go to be shared with other replicas, when they are.
+    sink: std::sync::OnceLock<FactSink>,
 }
 
 impl std::fmt::Debug for KeyPool {
@@ -346,13 +414,35 @@ impl KeyPool {
             settings,
             clock,
             availability: Mutex::new(None),
+            sink: std::sync::OnceLock::new(),
         };
-        pool.add_keys(keys);
+        pool.insert_keys(keys);
         pool
     }
 
-    /// Adds keys not already present; returns how many were new.
+    /// Sends every later decision to `sink` as a [`Fact`] (once; later calls are ignored).
+    pub fn share_with(&self, sink: FactSink) {
+        let _ = self.sink.set(sink);
+    }
+
+    fn emit(&self, fact: Fact) {
+        if let Some(sink) = self.sink.get() {
+            sink(fact);
+        }
+    }
+
+    /// Adds keys not already present (an operator's decision, shared); returns how many were new.
     pub fn add_keys(&self, keys: Vec<Secret>) -> usize {
+        let added = self.insert_keys(keys);
+        for secret in &added {
+            self.emit(Fact::Added { secret: secret.clone() });
+        }
+        added.len()
+    }
+
+    /// Adds keys not already present; returns the new ones.
+    fn insert_keys(&self, keys: Vec<Secret>) -> Vec<Secret> {
+        let mut added = Vec::new();
         let mut guard = self.keys.write().unwrap_or_else(|e| e.into_inner());
         let mut list: Vec<Arc<KeyEntry>> = guard.iter().cloned().collect();
         let before = list.len();
@@ -360,6 +450,7 @@ impl KeyPool {
             if list.iter().any(|e| e.secret == secret) {
                 continue;
             }
+            added.push(secret.clone());
             list.push(Arc::new(KeyEntry {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 fingerprint: fingerprint(&secret),
@@ -382,7 +473,7 @@ impl KeyPool {
                 failures: AtomicU64::new(0),
             }));
         }
-        let added = list.len() - before;
+        debug_assert_eq!(list.len() - before, added.len());
         *guard = Arc::from(list);
         added
     }
@@ -441,6 +532,7 @@ impl KeyPool {
                             trial,
                             generation,
                             reported: false,
+                            sink: self.sink.get().cloned(),
                         });
                     }
                     Err(blocked) => {
@@ -505,6 +597,10 @@ impl KeyPool {
                 Verdict::Works => {
                     h.trust();
                     h.unavailable_models.clear();
+                    drop(h);
+                    self.emit(Fact::Works {
+                        fingerprint: entry.fingerprint.clone(),
+                    });
                 }
                 Verdict::Rejected(_) | Verdict::Inconclusive(_) => {
                     let backoff = if matches!(verdict, Verdict::Rejected(_)) {
@@ -622,6 +718,16 @@ impl KeyPool {
 
     /// Removes a key; in-flight requests on it finish normally.
     pub fn remove(&self, fingerprint: &str) -> bool {
+        let removed = self.remove_quietly(fingerprint);
+        if removed {
+            self.emit(Fact::Removed {
+                fingerprint: fingerprint.to_string(),
+            });
+        }
+        removed
+    }
+
+    fn remove_quietly(&self, fingerprint: &str) -> bool {
         let mut guard = self.keys.write().unwrap_or_else(|e| e.into_inner());
         let before = guard.len();
         let list: Vec<Arc<KeyEntry>> = guard.iter().filter(|e| e.fingerprint != fingerprint).cloned().collect();
@@ -630,17 +736,123 @@ impl KeyPool {
         removed
     }
 
+    /// Applies another replica's decision; nothing is shared back. Deadlines already past
+    /// change nothing, and a later local deadline is kept.
+    pub fn apply_fact(&self, fact: &Fact) {
+        let now = self.clock.now();
+        let wall = epoch_ms(self.clock.wall());
+        let instant =
+            |until_ms: u64| (until_ms > wall).then(|| now + Duration::from_millis(until_ms - wall).min(MAX_WAIT));
+        let entry = match fact {
+            Fact::Added { secret } => {
+                self.insert_keys(vec![secret.clone()]);
+                return;
+            }
+            Fact::Removed { fingerprint } => {
+                self.remove_quietly(fingerprint);
+                return;
+            }
+            Fact::Manual { fingerprint, .. }
+            | Fact::Reset { fingerprint }
+            | Fact::Invalid { fingerprint, .. }
+            | Fact::Works { fingerprint }
+            | Fact::ModelUnavailable { fingerprint, .. }
+            | Fact::RateLimited { fingerprint, .. }
+            | Fact::Cooldown { fingerprint, .. } => match self.find(fingerprint) {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        let mut h = entry.health();
+        match fact {
+            Fact::Added { .. } | Fact::Removed { .. } => {}
+            Fact::Manual { on, .. } => set_manual(&mut h, *on),
+            Fact::Reset { .. } => reset(&mut h),
+            Fact::Invalid { message, .. } => {
+                if !matches!(h.state, KeyState::Disabled { .. } | KeyState::Manual) {
+                    h.last_error = Some(LastError {
+                        class: "invalid_key",
+                        message: message.clone(),
+                        at: self.clock.wall(),
+                    });
+                    h.set_state(KeyState::Disabled {
+                        next_probe: now + self.settings.revalidate,
+                        backoff: self.settings.revalidate,
+                        probing: false,
+                    });
+                }
+            }
+            Fact::Works { .. } => {
+                if matches!(h.state, KeyState::Disabled { .. }) {
+                    h.trust();
+                }
+                h.unavailable_models.clear();
+            }
+            Fact::ModelUnavailable { model, .. } => {
+                if !h.unavailable_models.contains(model) && h.unavailable_models.len() < 256 {
+                    h.unavailable_models.push(model.clone());
+                }
+            }
+            Fact::RateLimited { model, until_ms, .. } => {
+                if let Some(until) = instant(*until_ms) {
+                    limit(&mut h, model.as_deref(), until, now);
+                }
+            }
+            Fact::Cooldown { until_ms, strikes, .. } => {
+                let Some(until) = instant(*until_ms) else { return };
+                h.strikes = h.strikes.max(*strikes);
+                let until = match h.state {
+                    KeyState::CoolingDown { until: mine } => mine.max(until),
+                    KeyState::Active | KeyState::HalfOpen { .. } => until,
+                    KeyState::Disabled { .. } | KeyState::Manual => return,
+                };
+                h.set_state(KeyState::CoolingDown { until });
+            }
+        }
+    }
+
+    /// Everything shareable about every key, with deadlines as wall-clock milliseconds.
+    pub fn facts(&self) -> Vec<KeyFacts> {
+        let now = self.clock.now();
+        let wall = epoch_ms(self.clock.wall());
+        let ms =
+            |t: Instant| (t > now).then(|| wall.saturating_add(t.saturating_duration_since(now).as_millis() as u64));
+        self.snapshot()
+            .iter()
+            .map(|e| {
+                let h = e.health();
+                KeyFacts {
+                    secret: e.secret.clone(),
+                    fingerprint: e.fingerprint.clone(),
+                    manual: matches!(h.state, KeyState::Manual),
+                    invalid: matches!(h.state, KeyState::Disabled { .. })
+                        .then(|| h.last_error.as_ref().map(|l| l.message.clone()).unwrap_or_default()),
+                    unavailable_models: h.unavailable_models.clone(),
+                    key_rate_limit_ms: h.key_rate_limit.and_then(ms),
+                    model_rate_limits_ms: h
+                        .model_rate_limits
+                        .iter()
+                        .filter_map(|(m, t)| ms(*t).map(|t| (m.clone(), t)))
+                        .collect(),
+                    cooldown_ms: match h.state {
+                        KeyState::CoolingDown { until } => ms(until).map(|t| (t, h.strikes)),
+                        _ => None,
+                    },
+                }
+            })
+            .collect()
+    }
+
     /// Takes a key out of rotation by hand (`true`) or puts it back (`false`).
     pub fn set_manual(&self, fingerprint: &str, disabled: bool) -> bool {
         let Some(entry) = self.find(fingerprint) else {
             return false;
         };
-        let mut h = entry.health();
-        if disabled {
-            h.set_state(KeyState::Manual);
-        } else if matches!(h.state, KeyState::Manual) {
-            h.trust();
-        }
+        set_manual(&mut entry.health(), disabled);
+        self.emit(Fact::Manual {
+            fingerprint: fingerprint.to_string(),
+            on: disabled,
+        });
         true
     }
 
@@ -649,19 +861,10 @@ impl KeyPool {
         let Some(entry) = self.find(fingerprint) else {
             return false;
         };
-        let mut h = entry.health();
-        if matches!(h.state, KeyState::Manual) {
-            // Still bump the generation: outcomes of earlier leases must not undo the reset.
-            h.set_state(KeyState::Manual);
-            h.consecutive_failures = 0;
-            h.strikes = 0;
-        } else {
-            h.trust();
-        }
-        h.key_rate_limit = None;
-        h.model_rate_limits.clear();
-        h.unavailable_models.clear();
-        h.last_error = None;
+        reset(&mut entry.health());
+        self.emit(Fact::Reset {
+            fingerprint: fingerprint.to_string(),
+        });
         true
     }
 
@@ -674,10 +877,13 @@ impl KeyPool {
         if matches!(h.state, KeyState::Manual) {
             return;
         }
+        let fingerprint = entry.fingerprint.clone();
         match verdict {
             Verdict::Works => {
                 h.trust();
                 h.unavailable_models.clear();
+                drop(h);
+                self.emit(Fact::Works { fingerprint });
             }
             Verdict::Rejected(message) => {
                 h.last_error = Some(LastError {
@@ -689,6 +895,11 @@ impl KeyPool {
                     next_probe: now + self.settings.revalidate,
                     backoff: self.settings.revalidate,
                     probing: false,
+                });
+                drop(h);
+                self.emit(Fact::Invalid {
+                    fingerprint,
+                    message: message.clone(),
                 });
             }
             Verdict::Inconclusive(_) => {}
@@ -819,7 +1030,6 @@ fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<(bool, u64), Bl
 
 /// The right to use one key for one upstream call. Report what happened with [`Lease::report`];
 /// a lease dropped unreported counts as [`Outcome::Cancelled`].
-#[derive(Debug)]
 pub struct Lease {
     entry: Arc<KeyEntry>,
     clock: Arc<dyn Clock>,
@@ -829,6 +1039,17 @@ pub struct Lease {
     /// The key's generation when the lease was taken.
     generation: u64,
     reported: bool,
+    sink: Option<FactSink>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("key", &self.entry.masked)
+            .field("model", &self.model)
+            .field("trial", &self.trial)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Lease {
@@ -862,6 +1083,7 @@ impl Lease {
             trial,
             self.generation,
             outcome,
+            self.sink.as_ref(),
         );
     }
 
@@ -880,6 +1102,30 @@ impl Drop for Lease {
     }
 }
 
+fn set_manual(h: &mut Health, disabled: bool) {
+    if disabled {
+        h.set_state(KeyState::Manual);
+    } else if matches!(h.state, KeyState::Manual) {
+        h.trust();
+    }
+}
+
+fn reset(h: &mut Health) {
+    if matches!(h.state, KeyState::Manual) {
+        // Still bump the generation: outcomes of earlier leases must not undo the reset.
+        h.set_state(KeyState::Manual);
+        h.consecutive_failures = 0;
+        h.strikes = 0;
+    } else {
+        h.trust();
+    }
+    h.key_rate_limit = None;
+    h.model_rate_limits.clear();
+    h.unavailable_models.clear();
+    h.last_error = None;
+}
+
+#[expect(clippy::too_many_arguments, reason = "one call site, the lease's fields")]
 fn apply(
     entry: &KeyEntry,
     s: &PoolSettings,
@@ -888,8 +1134,28 @@ fn apply(
     trial: bool,
     generation: u64,
     outcome: &Outcome,
+    sink: Option<&FactSink>,
 ) {
+    let fact = apply_locally(entry, s, clock, model, trial, generation, outcome);
+    if let (Some(fact), Some(sink)) = (fact, sink) {
+        sink(fact);
+    }
+}
+
+/// Applies an outcome to the key's health; the decision to share, if it made one.
+fn apply_locally(
+    entry: &KeyEntry,
+    s: &PoolSettings,
+    clock: &dyn Clock,
+    model: &str,
+    trial: bool,
+    generation: u64,
+    outcome: &Outcome,
+) -> Option<Fact> {
     let now = clock.now();
+    let wall_ms =
+        |until: Instant| epoch_ms(clock.wall()).saturating_add(until.saturating_duration_since(now).as_millis() as u64);
+    let fingerprint = || entry.fingerprint.clone();
     let mut h = entry.health();
     h.last_used = Some(clock.wall());
     if !matches!(
@@ -901,7 +1167,7 @@ fn apply(
     if h.generation != generation {
         // The key changed state after this lease was taken (an operator acted, a cooldown
         // started or ended): what this lease saw must not override that.
-        return;
+        return None;
     }
     let record = |h: &mut Health, message: &str| {
         h.last_error = Some(LastError {
@@ -930,18 +1196,30 @@ fn apply(
             if matches!(h.state, KeyState::HalfOpen { .. } | KeyState::CoolingDown { .. }) {
                 h.trust();
             }
+            None
         }
         Outcome::InvalidKey { message } | Outcome::PermissionDenied { message } => {
             record(&mut h, message);
+            let was_out = matches!(h.state, KeyState::Disabled { .. } | KeyState::Manual);
             disable(&mut h);
+            (!was_out).then(|| Fact::Invalid {
+                fingerprint: fingerprint(),
+                message: message.clone(),
+            })
         }
         Outcome::ModelUnavailable { message } => {
             record(&mut h, message);
+            let mut fact = None;
             if !model.is_empty() && !h.unavailable_models.iter().any(|m| m == model) && h.unavailable_models.len() < 256
             {
                 h.unavailable_models.push(model.to_string());
+                fact = Some(Fact::ModelUnavailable {
+                    fingerprint: fingerprint(),
+                    model: model.to_string(),
+                });
             }
             end_trial(&mut h);
+            fact
         }
         Outcome::RateLimited {
             retry_after,
@@ -955,31 +1233,50 @@ fn apply(
                 RetryAfter::Unspecified => s.default_rate_limit,
             };
             let until = now + delay.min(MAX_WAIT);
-            if *per_model {
-                h.model_rate_limits.retain(|_, t| *t > now);
-                if h.model_rate_limits.len() < 256 || h.model_rate_limits.contains_key(model) {
-                    let slot = h.model_rate_limits.entry(model.to_string()).or_insert(until);
-                    // The later deadline wins.
-                    *slot = (*slot).max(until);
-                }
-            } else {
-                h.key_rate_limit = Some(h.key_rate_limit.map_or(until, |t| t.max(until)));
-            }
+            limit(&mut h, per_model.then_some(model), until, now);
             end_trial(&mut h);
+            Some(Fact::RateLimited {
+                fingerprint: fingerprint(),
+                model: per_model.then(|| model.to_string()),
+                until_ms: wall_ms(until),
+            })
         }
         Outcome::Transient { message, .. } => {
             record(&mut h, message);
             h.consecutive_failures = h.consecutive_failures.saturating_add(1);
             let trip = (trial && matches!(h.state, KeyState::HalfOpen { .. }))
                 || (matches!(h.state, KeyState::Active) && h.consecutive_failures >= s.max_failures);
-            if trip {
-                h.strikes = h.strikes.saturating_add(1);
-                let factor = 2u32.saturating_pow(h.strikes.saturating_sub(1).min(31));
-                let cooldown = s.cooldown.saturating_mul(factor).min(s.cooldown_max).min(MAX_WAIT);
-                h.set_state(KeyState::CoolingDown { until: now + cooldown });
+            if !trip {
+                return None;
+            }
+            h.strikes = h.strikes.saturating_add(1);
+            let factor = 2u32.saturating_pow(h.strikes.saturating_sub(1).min(31));
+            let cooldown = s.cooldown.saturating_mul(factor).min(s.cooldown_max).min(MAX_WAIT);
+            h.set_state(KeyState::CoolingDown { until: now + cooldown });
+            Some(Fact::Cooldown {
+                fingerprint: fingerprint(),
+                until_ms: wall_ms(now + cooldown),
+                strikes: h.strikes,
+            })
+        }
+        Outcome::ClientError | Outcome::Cancelled | Outcome::Stalled { .. } => {
+            end_trial(&mut h);
+            None
+        }
+    }
+}
+
+/// A rate limit on one model (`Some`) or the whole key, until `until`: the later deadline wins.
+fn limit(h: &mut Health, model: Option<&str>, until: Instant, now: Instant) {
+    match model {
+        Some(model) => {
+            h.model_rate_limits.retain(|_, t| *t > now);
+            if h.model_rate_limits.len() < 256 || h.model_rate_limits.contains_key(model) {
+                let slot = h.model_rate_limits.entry(model.to_string()).or_insert(until);
+                *slot = (*slot).max(until);
             }
         }
-        Outcome::ClientError | Outcome::Cancelled | Outcome::Stalled { .. } => end_trial(&mut h),
+        None => h.key_rate_limit = Some(h.key_rate_limit.map_or(until, |t| t.max(until))),
     }
 }
 
@@ -1038,6 +1335,106 @@ mod tests {
 
     fn state_of(p: &KeyPool, id: u64) -> &'static str {
         p.status().into_iter().find(|s| s.id == id).map(|s| s.state).unwrap()
+    }
+
+    /// Two replicas' pools: decisions taken by one, sent as facts, block the same key in the
+    /// other, with deadlines carried as wall-clock time.
+    #[test]
+    fn facts_carry_decisions_between_pools() {
+        let (a, clock_a) = pool(2);
+        let (b, clock_b) = pool(2);
+        let sent: Arc<Mutex<Vec<Fact>>> = Arc::default();
+        let log = sent.clone();
+        a.share_with(Arc::new(move |f| log.lock().unwrap().push(f)));
+
+        let mut lease = a.acquire("m", &[]).unwrap();
+        let key = lease.entry().fingerprint().to_string();
+        lease.report(&Outcome::RateLimited {
+            retry_after: RetryAfter::Delay(Duration::from_secs(40)),
+            per_model: true,
+            message: "429".into(),
+        });
+        drop(lease);
+        let facts = sent.lock().unwrap().clone();
+        assert_eq!(facts.len(), 1, "{facts:?}");
+        let Fact::RateLimited {
+            until_ms, ref model, ..
+        } = facts[0]
+        else {
+            panic!("{facts:?}")
+        };
+        assert_eq!(model.as_deref(), Some("m"));
+        assert_eq!(until_ms, epoch_ms(clock_a.wall()) + 40_000);
+        b.apply_fact(&facts[0]);
+        for _ in 0..4 {
+            let l = b.acquire("m", &[]).unwrap();
+            assert_ne!(l.entry().fingerprint(), key, "the other replica skips the limited key");
+        }
+        assert!(b.acquire("other", &[]).is_ok());
+        clock_b.advance(Duration::from_secs(41));
+        let seen: Vec<String> = (0..4)
+            .map(|_| b.acquire("m", &[]).unwrap().entry().fingerprint().to_string())
+            .collect();
+        assert!(seen.contains(&key), "back after the deadline");
+
+        // A deadline already past changes nothing; a cooldown keeps the later deadline.
+        let past = Fact::Cooldown {
+            fingerprint: key.clone(),
+            until_ms: epoch_ms(clock_b.wall()) - 1,
+            strikes: 1,
+        };
+        b.apply_fact(&past);
+        assert_eq!(
+            b.find(&key).map(|e| matches!(e.health().state, KeyState::Active)),
+            Some(true)
+        );
+        let soon = epoch_ms(clock_b.wall()) + 5_000;
+        let later = soon + 20_000;
+        b.apply_fact(&Fact::Cooldown {
+            fingerprint: key.clone(),
+            until_ms: later,
+            strikes: 2,
+        });
+        b.apply_fact(&Fact::Cooldown {
+            fingerprint: key.clone(),
+            until_ms: soon,
+            strikes: 1,
+        });
+        let f = b.facts().into_iter().find(|f| f.fingerprint == key).unwrap();
+        assert_eq!(f.cooldown_ms, Some((later, 2)));
+
+        // Operator decisions and invalid keys travel too, and nothing is sent back.
+        b.apply_fact(&Fact::Invalid {
+            fingerprint: key.clone(),
+            message: "API key not valid".into(),
+        });
+        assert_eq!(
+            b.facts()
+                .into_iter()
+                .find(|f| f.fingerprint == key)
+                .unwrap()
+                .invalid
+                .as_deref(),
+            Some("API key not valid")
+        );
+        b.apply_fact(&Fact::Works {
+            fingerprint: key.clone(),
+        });
+        b.apply_fact(&Fact::Manual {
+            fingerprint: key.clone(),
+            on: true,
+        });
+        assert!(b.facts().into_iter().find(|f| f.fingerprint == key).unwrap().manual);
+        let extra = Secret::new("AIzaAddedElsewhere0000001");
+        b.apply_fact(&Fact::Added { secret: extra.clone() });
+        assert_eq!(b.len(), 3);
+        b.apply_fact(&Fact::Removed {
+            fingerprint: fingerprint(&extra),
+        });
+        assert_eq!(b.len(), 2);
+        assert_eq!(sent.lock().unwrap().len(), 1, "applying facts shares nothing");
+        assert!(a.add_keys(vec![extra]) == 1);
+        assert!(matches!(sent.lock().unwrap().last(), Some(Fact::Added { .. })));
     }
 
     #[test]
