@@ -2,7 +2,7 @@
 # Installs everything building and testing need, skipping what is already there:
 # the wasm target, cargo-leptos 0.3.10 + wasm-bindgen 0.2.130 (prebuilt cache when available,
 # else `cargo install`), wasm-opt from npm's binaryen 132, cargo-nextest, Debian's Chromium and
-# Playwright for the browser tests.
+# Playwright for the browser tests, Debian's redis-server for the replica tests.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -31,11 +31,14 @@ if ! command -v cargo-nextest >/dev/null; then
   cargo install --locked cargo-nextest
 fi
 # Browser tests: Debian's Chromium (Playwright's own browser download is not used) and the
-# end2end npm packages.
-if [ ! -x /usr/bin/chromium ]; then
+# end2end npm packages. Replica tests: Debian's redis-server.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [ ! -d "$ROOT/end2end/node_modules/@playwright/test" ]; then
   (cd "$ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)

@@ -44,6 +44,8 @@ pub struct Settings {
     /// Responses kept for `previous_response_id`: per token, and bytes in all.
     pub responses_per_token: usize,
     pub responses_max_bytes: usize,
+    /// Shared pool state for several replicas (`REDIS_URL`); `None`: this replica alone.
+    pub redis: Option<super::redis_sync::RedisSettings>,
 }
 
 /// Health-tracking knobs of the key pool.
@@ -263,6 +265,28 @@ impl Settings {
                 .map_err(|m| err("MODEL_ALIASES", m))?,
             responses_per_token: count("RESPONSES_STORE_PER_TOKEN", 200, 0, 1 << 20)? as usize,
             responses_max_bytes: count("RESPONSES_STORE_MAX_BYTES", 256 << 20, 0, 1 << 40)? as usize,
+            redis: match get("REDIS_URL") {
+                None => None,
+                Some(url)
+                    if url.starts_with("redis://")
+                        || url.starts_with("rediss://")
+                        || url.starts_with("redis+unix://") =>
+                {
+                    Some(super::redis_sync::RedisSettings {
+                        url: Secret::new(url),
+                        prefix: get("REDIS_PREFIX").unwrap_or("gb:").to_string(),
+                        replica: get("REPLICA_NAME")
+                            .map(str::to_string)
+                            .unwrap_or_else(default_replica_name),
+                    })
+                }
+                Some(_) => {
+                    return Err(err(
+                        "REDIS_URL",
+                        "must start with redis://, rediss:// (TLS) or redis+unix://",
+                    ))
+                }
+            },
         })
     }
 }
@@ -277,6 +301,17 @@ fn secret_list(raw: Option<&str>) -> Vec<Secret> {
         }
     }
     out
+}
+
+/// This machine's host name and the process id: unique among replicas sharing a Redis.
+fn default_replica_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".to_string());
+    format!("{host}-{}", std::process::id())
 }
 
 #[cfg(test)]

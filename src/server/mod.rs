@@ -26,6 +26,7 @@ use crate::gateway::config::Settings;
 use crate::gateway::media::MediaFetcher;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::pool::KeyPool;
+use crate::gateway::redis_sync::SharedPool;
 use crate::gateway::response_store::ResponseStore;
 use crate::gateway::service::Gateway;
 use crate::gateway::store::Store;
@@ -38,12 +39,21 @@ pub struct AppState {
     pub gateway: Gateway,
     pub admin: Admin,
     pub metrics: Arc<Metrics>,
+    /// Set when replicas share the pool through Redis.
+    pub shared: Option<Arc<SharedPool>>,
 }
 
 impl AppState {
     /// The Prometheus text of all metrics.
     pub fn admin_metrics(&self) -> String {
-        self.metrics.render(self.gateway.upstream().pool())
+        let mut out = self.metrics.render(self.gateway.upstream().pool());
+        if let Some(shared) = &self.shared {
+            out.push_str(
+                "# HELP gb_redis_up Whether this replica reaches the shared Redis.\n# TYPE gb_redis_up gauge\n",
+            );
+            out.push_str(&format!("gb_redis_up {}\n", u8::from(shared.is_up())));
+        }
+        out
     }
 }
 
@@ -214,6 +224,15 @@ impl Application {
         for c in &snapshot.counters {
             pool.restore_counters(&c.fingerprint, c.requests, c.failures, c.tokens);
         }
+        // Other replicas' decisions are picked up before this one serves.
+        let shared = match settings.redis.clone() {
+            Some(redis) => Some(
+                crate::gateway::redis_sync::start(redis, pool.clone())
+                    .await
+                    .map_err(StartupError::Client)?,
+            ),
+            None => None,
+        };
         let metrics = Arc::new(Metrics::default());
         let upstream = Arc::new(
             Upstream::new(
@@ -256,6 +275,7 @@ impl Application {
                 .with_response_store(responses),
             admin: admin.clone(),
             metrics,
+            shared,
         };
         Ok(Self {
             listener,

@@ -34,6 +34,17 @@ pub async fn spawn_app_until(
 ) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
     let mock = MockGemini::new();
     let mock_addr = mock.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    spawn_gateway(mock, mock_addr, keys, extra, shutdown).await
+}
+
+/// A gateway in front of an existing mock (several replicas may share one).
+pub async fn spawn_gateway(
+    mock: MockGemini,
+    mock_addr: std::net::SocketAddr,
+    keys: &[&str],
+    extra: &[(&str, &str)],
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (TestApp, tokio::task::JoinHandle<std::io::Result<()>>) {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("GEMINI_API_KEYS".into(), keys.join(",")),
         ("GEMINI_BASE_URL".into(), format!("http://{mock_addr}")),

@@ -12,5 +12,6 @@ mod media;
 mod openai_chat;
 mod pool_failover;
 mod reliability;
+mod replicas;
 mod responses;
 mod streaming;
