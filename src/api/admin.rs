@@ -49,6 +49,16 @@ pub struct PoolSummary {
     pub attempts_by_outcome: Vec<(String, u64)>,
     /// Requests per minute over the last hour, oldest first.
     pub timeline: Vec<u32>,
+    /// With several replicas sharing the pool (Redis): the replica serving this page, and
+    /// whether it reaches Redis now.
+    #[serde(default)]
+    pub replica: Option<ReplicaInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    pub name: String,
+    pub redis_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

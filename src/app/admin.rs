@@ -293,8 +293,12 @@ pub fn AdminPage() -> impl IntoView {
                                 view! { <li>{o.replace('_', " ")}": "{*n}" ("{format!("{share:.1}%")}" of attempts)"</li> }
                             })
                             .collect_view();
+                        let replica = s.replica.clone().map(|r| {
+                            let link = if r.redis_up { "shared through Redis" } else { "Redis unreachable: local view" };
+                            view! { <p class="muted small replica">"Replica "<strong>{r.name}</strong>" · "{link}</p> }
+                        });
                         view! {
-                            <div class="card"><h3>"Keys"</h3><p class="big">{s.keys_total}</p><div class="states">{states}</div></div>
+                            <div class="card"><h3>"Keys"</h3><p class="big">{s.keys_total}</p><div class="states">{states}</div>{replica}</div>
                             <div class="card"><h3>"Requests / min"</h3><p class="big">{s.requests_last_minute}</p><p class="muted small">{s.requests_last_hour}" in the last hour"</p></div>
                             <div class="card"><h3>"Success (1h) · errors by class"</h3><p class="big">{pct(s.success_rate_last_hour)}</p><ul class="errors small">{errors}</ul></div>
                         }

@@ -116,6 +116,7 @@ impl Admin {
             success_rate_last_hour: rate(hour_ok, hour_requests),
             attempts_by_outcome: self.upstream.metrics().attempts_by_outcome().into_iter().collect(),
             timeline: timeline.iter().map(|b| b.requests).collect(),
+            replica: None,
         }
     }
 

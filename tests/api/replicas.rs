@@ -185,6 +185,12 @@ async fn a_429_on_one_replica_is_honoured_by_the_other() {
     }
     assert_eq!(m.0.requests_for(A), before, "no request went to the limited key");
     assert_eq!(metric(&two, "gb_redis_up").await.as_deref(), Some("1"));
+    let (_, summary) = admin(&two, Method::GET, "/admin/api/summary", None).await;
+    assert_eq!(
+        summary["replica"],
+        json!({"name": "two", "redis_up": true}),
+        "the page names its replica"
+    );
 }
 
 #[tokio::test]

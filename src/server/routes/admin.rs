@@ -45,7 +45,12 @@ pub async fn keys(State(state): State<AppState>) -> Response {
 }
 
 pub async fn summary(State(state): State<AppState>) -> Response {
-    Json(state.admin.summary()).into_response()
+    let mut summary = state.admin.summary();
+    summary.replica = state.shared.as_ref().map(|s| crate::api::admin::ReplicaInfo {
+        name: s.replica().to_string(),
+        redis_up: s.is_up(),
+    });
+    Json(summary).into_response()
 }
 
 pub async fn add_keys(State(state): State<AppState>, body: Result<Json<AddKeys>, JsonRejection>) -> Response {
