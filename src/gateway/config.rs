@@ -41,6 +41,8 @@ pub struct Settings {
     pub probe_model: String,
     /// Client model names mapped to Gemini models (`MODEL_ALIASES`).
     pub model_aliases: super::aliases::ModelAliases,
+    /// Whether `-search`, `-thinking`, `-nothinking` and `-image` model suffixes are read.
+    pub model_suffixes: bool,
     /// Responses kept for `previous_response_id`: per token, and bytes in all.
     pub responses_per_token: usize,
     pub responses_max_bytes: usize,
@@ -263,6 +265,7 @@ impl Settings {
             probe_model: get("KEY_PROBE_MODEL").unwrap_or("gemini-2.5-flash").to_string(),
             model_aliases: super::aliases::ModelAliases::parse(get("MODEL_ALIASES").unwrap_or(""))
                 .map_err(|m| err("MODEL_ALIASES", m))?,
+            model_suffixes: flag("MODEL_SUFFIXES", true)?,
             responses_per_token: count("RESPONSES_STORE_PER_TOKEN", 200, 0, 1 << 20)? as usize,
             responses_max_bytes: count("RESPONSES_STORE_MAX_BYTES", 256 << 20, 0, 1 << 40)? as usize,
             redis: match get("REDIS_URL") {

@@ -17,5 +17,6 @@ pub mod secret;
 pub mod service;
 pub mod sse;
 pub mod store;
+pub mod suffixes;
 pub mod translate;
 pub mod upstream;

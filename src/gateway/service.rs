@@ -12,6 +12,7 @@ use super::gemini::{GenerateContentResponse, ModelList};
 use super::media::MediaFetcher;
 use super::openai::{ChatCompletion, ChatCompletionRequest, ModelListResponse, ModelObject};
 use super::response_store::{Owner, ResponseStore};
+use super::suffixes::{self, Suffixes};
 use super::translate::responses::{self, ResponsesEncoder, ResponsesRequest};
 use super::translate::{self, anthropic, request, response, stream::StreamTranslator};
 use super::upstream::{Call, Upstream};
@@ -57,6 +58,8 @@ pub struct Gateway {
     media: MediaFetcher,
     aliases: Arc<ModelAliases>,
     responses: Arc<ResponseStore>,
+    /// Whether model-name suffixes (`-search`, `-thinking`, …) are read (`MODEL_SUFFIXES`).
+    suffixes: bool,
 }
 
 fn generate_path(model: &str, action: &str) -> String {
@@ -81,7 +84,46 @@ impl Gateway {
             media,
             aliases: Arc::default(),
             responses: Arc::default(),
+            suffixes: true,
         }
+    }
+
+    /// Reads model-name suffixes (on by default).
+    pub fn with_suffixes(mut self, on: bool) -> Self {
+        self.suffixes = on;
+        self
+    }
+
+    /// The Gemini model for a client's model name and what its suffixes ask for: suffixes are
+    /// read off the name, the rest goes through the aliases, and the alias target may carry
+    /// suffixes of its own (`claude-*=gemini-2.5-pro-thinking`).
+    fn target(&self, requested: &str) -> Result<(String, Suffixes), GatewayError> {
+        if !self.suffixes {
+            return Ok((self.aliases.resolve(requested)?, Suffixes::default()));
+        }
+        let (base, asked) = suffixes::split(requested);
+        let (model, implied) = suffixes::split(&self.aliases.resolve(&base)?);
+        Ok((
+            model,
+            Suffixes {
+                search: asked.search || implied.search,
+                thinking: asked.thinking.or(implied.thinking),
+                image: asked.image || implied.image,
+            },
+        ))
+    }
+
+    /// Resolves a translated request's model and finishes its body for that model: suffixes
+    /// applied, unsigned function calls signed where the model requires it.
+    fn prepare(
+        &self,
+        requested: &str,
+        body: &mut super::gemini::GenerateContentRequest,
+    ) -> Result<String, GatewayError> {
+        let (model, wanted) = self.target(requested)?;
+        wanted.apply(body, &model);
+        translate::sign_calls(body, &model);
+        Ok(model)
     }
 
     /// Where Responses API answers are kept for `previous_response_id`.
@@ -105,8 +147,7 @@ impl Gateway {
         let resolved = self.media.inline_remote_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
         let (model, mut body) = request::to_gemini(req)?;
-        let model = self.aliases.resolve(&model)?;
-        translate::sign_calls(&mut body, &model);
+        let model = self.prepare(&model, &mut body)?;
         // Asked as a stream and assembled: a slow answer is not mistaken for a dead key.
         let call = stream_call(&model, &body)?;
         let mut answer = self.upstream.generate(&call).await?;
@@ -136,8 +177,7 @@ impl Gateway {
         let resolved = self.media.inline_remote_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
         let (model, mut body) = request::to_gemini(req)?;
-        let model = self.aliases.resolve(&model)?;
-        translate::sign_calls(&mut body, &model);
+        let model = self.prepare(&model, &mut body)?;
         let call = stream_call(&model, &body)?;
         let opened = self.upstream.open_stream(&call).await?;
         let (mut events, key_id) = (opened.events, opened.key_id);
@@ -189,8 +229,7 @@ impl Gateway {
         let resolved = self.anthropic_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
         let (model, mut body) = anthropic::to_gemini(req)?;
-        let model = self.aliases.resolve(&model)?;
-        translate::sign_calls(&mut body, &model);
+        let model = self.prepare(&model, &mut body)?;
         let answer = self.upstream.generate(&stream_call(&model, &body)?).await?;
         let parsed = parse_response(&answer.body)?;
         if let Some(tokens) = parsed.usage_metadata.as_ref().map(|u| u64::from(u.total_token_count)) {
@@ -208,8 +247,7 @@ impl Gateway {
         let resolved = self.anthropic_media(req).await?;
         let req = resolved.as_ref().unwrap_or(req);
         let (model, mut body) = anthropic::to_gemini(req)?;
-        let model = self.aliases.resolve(&model)?;
-        translate::sign_calls(&mut body, &model);
+        let model = self.prepare(&model, &mut body)?;
         let opened = self.upstream.open_stream(&stream_call(&model, &body)?).await?;
         Ok(encode_stream(
             opened.events,
@@ -227,7 +265,7 @@ impl Gateway {
         req: &ResponsesRequest,
         owner: &Owner,
     ) -> Result<(Call, ResponsesEncoder), GatewayError> {
-        let model = self.aliases.resolve(&request::model_id(&req.model)?)?;
+        let (model, wanted) = self.target(&request::model_id(&req.model)?)?;
         let history = match &req.previous_response_id {
             Some(id) => self.responses.history(owner, id)?,
             None => Vec::new(),
@@ -238,7 +276,8 @@ impl Gateway {
             let data = self.media.inline_urls(&urls).await?;
             responses::inline_media(&mut input, data);
         }
-        let (body, ctx) = responses::to_gemini(req, &model, &history, &input)?;
+        let (mut body, ctx) = responses::to_gemini(req, &model, &history, &input)?;
+        wanted.apply(&mut body, &model);
         let call = stream_call(&model, &body)?;
         let mut encoder = ResponsesEncoder::new(ctx);
         if req.stores() {
@@ -288,7 +327,7 @@ impl Gateway {
     /// Anthropic `count_tokens` through Gemini's `countTokens`.
     pub async fn count_tokens(&self, req: &anthropic::CountTokensRequest) -> Result<u64, GatewayError> {
         let (model, mut body) = anthropic::count_tokens_body(req)?;
-        let model = self.aliases.resolve(&model)?;
+        let model = self.target(&model)?.0;
         body["generateContentRequest"]["model"] = serde_json::Value::String(format!("models/{model}"));
         let answer = self
             .upstream
@@ -311,7 +350,7 @@ impl Gateway {
         req: &translate::embeddings::EmbeddingRequest,
     ) -> Result<translate::embeddings::EmbeddingResponse, GatewayError> {
         let (model, texts, body) = translate::embeddings::to_gemini(req)?;
-        let model = self.aliases.resolve(&model)?;
+        let model = self.target(&model)?.0;
         let call = Call::post(generate_path(&model, "batchEmbedContents"), &model, json_bytes(&body)?);
         let answer = self.upstream.send(&call).await?;
         let out = translate::embeddings::to_openai(&answer.body, req, &texts)?;
@@ -324,7 +363,7 @@ impl Gateway {
     /// One model in OpenAI's shape.
     pub async fn model(&self, id: &str) -> Result<ModelObject, GatewayError> {
         let requested = request::model_id(id)?;
-        let target = self.aliases.resolve(&requested)?;
+        let target = self.target(&requested)?.0;
         let answer = self
             .upstream
             .send(&Call::get(format!("/v1beta/models/{target}")))
@@ -368,12 +407,25 @@ impl Gateway {
             for m in &list.models {
                 self.upstream.metrics().served(m.name.trim_start_matches("models/"));
             }
-            data.extend(list.models.into_iter().map(|m| ModelObject {
-                id: m.name.trim_start_matches("models/").to_string(),
-                object: "model",
-                created: 0,
-                owned_by: "google",
-            }));
+            for m in list.models {
+                let id = m.name.trim_start_matches("models/").to_string();
+                // Generation models also under their suffixed names.
+                let generates = m.supported_generation_methods.iter().any(|g| g == "generateContent");
+                if self.suffixes && generates && id.starts_with("gemini-") {
+                    data.extend(suffixes::LISTED.iter().map(|suffix| ModelObject {
+                        id: format!("{id}{suffix}"),
+                        object: "model",
+                        created: 0,
+                        owned_by: "google",
+                    }));
+                }
+                data.push(ModelObject {
+                    id,
+                    object: "model",
+                    created: 0,
+                    owned_by: "google",
+                });
+            }
             page_token = list.next_page_token.filter(|t| !t.is_empty());
             if page_token.is_none() {
                 break;

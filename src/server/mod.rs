@@ -267,11 +267,13 @@ impl Application {
             shutdown_grace: settings.shutdown_grace,
         };
         let aliases = settings.model_aliases.clone();
+        let suffixes = settings.model_suffixes;
         let responses = ResponseStore::new(settings.responses_per_token, settings.responses_max_bytes);
         let state = AppState {
             settings: Arc::new(settings),
             gateway: Gateway::new(upstream, media)
                 .with_aliases(aliases)
+                .with_suffixes(suffixes)
                 .with_response_store(responses),
             admin: admin.clone(),
             metrics,

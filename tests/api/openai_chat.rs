@@ -227,3 +227,79 @@ async fn model_aliases_map_foreign_names_on_every_route() {
         .collect();
     assert!(ids.contains(&"gpt-4o") && ids.contains(&"gemini-2.5-pro"), "{ids:?}");
 }
+
+#[tokio::test]
+async fn model_suffixes_ask_for_search_thinking_and_images() {
+    let app = spawn_app_with(&["key-aaaaaaaaaaaa1"], &[("MODEL_ALIASES", "gpt-*=gemini-2.5-pro")]).await;
+    let (status, body) = app
+        .chat_json(&json!({"model": "gemini-2.5-flash-search-thinking",
+            "messages": [{"role": "user", "content": "news?"}]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["model"], "gemini-2.5-flash-search-thinking",
+        "the name the client sent"
+    );
+    assert_eq!(
+        app.mock.stats().last_path.unwrap(),
+        "models/gemini-2.5-flash:streamGenerateContent"
+    );
+    let sent = app.mock.stats().last_body.unwrap();
+    assert_eq!(sent["tools"], json!([{"googleSearch": {}}]));
+    assert_eq!(
+        sent["generationConfig"]["thinkingConfig"],
+        json!({"includeThoughts": true, "thinkingBudget": -1})
+    );
+    assert!(
+        body["choices"][0]["message"]["annotations"].is_array(),
+        "grounding came back: {body}"
+    );
+
+    // Suffixes on an aliased name; -nothinking on 2.5 Pro is its smallest budget.
+    let (status, _) = app
+        .chat_json(&json!({"model": "gpt-4o-nothinking", "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    assert_eq!(status, 200);
+    let sent = app.mock.stats().last_body.unwrap();
+    assert_eq!(
+        sent["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 128})
+    );
+    assert_eq!(
+        app.mock.stats().last_path.unwrap(),
+        "models/gemini-2.5-pro:streamGenerateContent"
+    );
+
+    let list: serde_json::Value = app
+        .http
+        .get(app.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "gemini-2.5-flash-search",
+        "gemini-2.5-flash-thinking",
+        "gemini-2.5-flash-nothinking",
+    ] {
+        assert!(ids.contains(&id), "{id} listed: {ids:?}");
+    }
+    assert!(!ids
+        .iter()
+        .any(|i| i.starts_with("gemini-embedding") && i.ends_with("-search")));
+
+    // Off: the name goes to Google as it is.
+    let plain = spawn_app_with(&["key-aaaaaaaaaaaa1"], &[("MODEL_SUFFIXES", "false")]).await;
+    let (status, _) = plain
+        .chat_json(&json!({"model": "gemini-2.5-flash-search", "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    assert_eq!(status, 404);
+}
