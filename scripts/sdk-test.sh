@@ -28,7 +28,7 @@ pids+=($!)
   GEMINI_API_KEYS="AIzaSdkGoodKey000000000001,AIzaSdkInvalidKey0000000002,AIzaSdkGoodKey000000000003" \
   GEMINI_BASE_URL="http://127.0.0.1:$MOCK_PORT" \
   ALLOWED_TOKENS="sdk-token" \
-  MODEL_ALIASES="claude-*=gemini-2.5-flash,gpt-*=gemini-2.5-flash" \
+  MODEL_ALIASES="claude-*=gemini-2.5-flash,gpt-*=gemini-2.5-flash,dall-e-*=imagen-4.0-generate-001,tts-*=gemini-2.5-flash-preview-tts" \
   LEPTOS_SITE_ADDR="127.0.0.1:$GW_PORT" \
   LEPTOS_SITE_ROOT="$ROOT/target/site" \
   exec "$TARGET/release/gemini-balance"

@@ -21,6 +21,9 @@ const FOREIGN: &[&str] = &[
     "text-davinci",
     "davinci",
     "codex",
+    "dall-e",
+    "tts-",
+    "whisper",
 ];
 
 impl ModelAliases {

@@ -344,6 +344,58 @@ impl Gateway {
         Ok(v.get("totalTokens").and_then(serde_json::Value::as_u64).unwrap_or(0))
     }
 
+    /// OpenAI image generation (and edits, given `edit` images): Imagen's `:predict` or a Gemini
+    /// image model, by model name. Several images from a Gemini model are asked for at once.
+    pub async fn images(
+        &self,
+        req: &translate::images::ImageRequest,
+        edit: &[(String, String)],
+    ) -> Result<serde_json::Value, GatewayError> {
+        use translate::images::{self, Backend};
+        let n = images::check(req)?;
+        let requested = req.model.clone().unwrap_or_else(|| images::DEFAULT_MODEL.to_string());
+        let model = self.target(&request::model_id(&requested)?)?.0;
+        let data = match images::backend(&model) {
+            Backend::Imagen if !edit.is_empty() => {
+                return Err(GatewayError::invalid(
+                    "Imagen models cannot edit images; use a Gemini image model such as gemini-2.5-flash-image",
+                    Some("model"),
+                ))
+            }
+            Backend::Imagen => {
+                let body = images::imagen_body(req, n)?;
+                let call = Call::post(generate_path(&model, "predict"), &model, json_bytes(&body)?).slow();
+                images::from_imagen(&self.upstream.send(&call).await?.body)?
+            }
+            Backend::Gemini => {
+                let call = stream_call(&model, &images::gemini_body(req, edit)?)?;
+                let answers = futures::future::try_join_all((0..n).map(|_| self.upstream.generate(&call))).await?;
+                let mut data = Vec::new();
+                for answer in answers {
+                    data.extend(images::from_gemini(&parse_response(&answer.body)?)?);
+                }
+                data
+            }
+        };
+        Ok(serde_json::json!({ "created": translate::unix_now(), "data": data }))
+    }
+
+    /// OpenAI speech through a Gemini TTS model: the audio and its content type.
+    pub async fn speech(
+        &self,
+        req: &translate::speech::SpeechRequest,
+    ) -> Result<(Vec<u8>, &'static str), GatewayError> {
+        let model = self.target(&request::model_id(&req.model)?)?.0;
+        let (body, format) = translate::speech::to_gemini(req)?;
+        let call = Call::post(generate_path(&model, "generateContent"), &model, json_bytes(&body)?).slow();
+        let answer = self.upstream.send(&call).await?;
+        let parsed = parse_response(&answer.body)?;
+        if let Some(tokens) = parsed.usage_metadata.as_ref().map(|u| u64::from(u.total_token_count)) {
+            self.upstream.pool().record_tokens(answer.key_id, tokens);
+        }
+        Ok((translate::speech::audio(&parsed, format)?, format.content_type()))
+    }
+
     /// OpenAI embeddings through `batchEmbedContents`.
     pub async fn embeddings(
         &self,
@@ -494,6 +546,7 @@ impl NativeCall {
             query: (!query.is_empty()).then(|| query.join("&")),
             body: self.body.clone(),
             model: self.model.clone().unwrap_or_default(),
+            slow: false,
         }
     }
 }

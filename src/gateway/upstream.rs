@@ -37,6 +37,9 @@ pub struct Call {
     pub body: Option<Bytes>,
     /// The model, for per-model rate limits (empty for model-independent calls).
     pub model: String,
+    /// A non-streaming call Google may take long to answer (image, speech generation): its
+    /// headers are awaited up to the total timeout instead of the first-byte timeout.
+    pub slow: bool,
 }
 
 impl Call {
@@ -47,6 +50,7 @@ impl Call {
             query: None,
             body: None,
             model: String::new(),
+            slow: false,
         }
     }
     pub fn post(path: impl Into<String>, model: &str, body: Bytes) -> Self {
@@ -56,7 +60,14 @@ impl Call {
             query: None,
             body: Some(body),
             model: model.to_string(),
+            slow: false,
         }
+    }
+
+    /// Marks a non-streaming call whose answer takes long (see [`Call::slow`]).
+    pub fn slow(mut self) -> Self {
+        self.slow = true;
+        self
     }
     pub fn with_query(mut self, query: impl Into<String>) -> Self {
         self.query = Some(query.into());
@@ -407,7 +418,12 @@ impl Upstream {
         lease: &mut Lease,
         deadline: Option<Instant>,
     ) -> Result<reqwest::Response, Outcome> {
-        let first_byte = Instant::now() + self.settings.first_byte_timeout;
+        let wait = if call.slow {
+            self.settings.total_timeout
+        } else {
+            self.settings.first_byte_timeout
+        };
+        let first_byte = Instant::now() + wait;
         let limit = deadline.map_or(first_byte, |d| d.min(first_byte));
         match tokio::time::timeout_at(limit, self.request(call, lease).send()).await {
             Err(_) => Err(timeout_outcome("no response from Gemini within the first-byte timeout")),

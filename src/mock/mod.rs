@@ -125,6 +125,46 @@ pub const MODELS: &[&str] = &[
     "gemini-3-flash-preview",
 ];
 pub const EMBEDDING_MODELS: &[&str] = &["gemini-embedding-001", "text-embedding-004"];
+/// Imagen models: `:predict` only.
+pub const IMAGEN_MODELS: &[&str] = &["imagen-4.0-generate-001", "imagen-4.0-fast-generate-001"];
+/// Text-to-speech models: audio output only.
+pub const TTS_MODELS: &[&str] = &["gemini-2.5-flash-preview-tts", "gemini-2.5-pro-preview-tts"];
+/// Google's prebuilt voices (a subset is enough for the mock to refuse others).
+pub const VOICES: &[&str] = &[
+    "Zephyr",
+    "Puck",
+    "Charon",
+    "Kore",
+    "Fenrir",
+    "Leda",
+    "Orus",
+    "Aoede",
+    "Callirrhoe",
+    "Autonoe",
+    "Enceladus",
+    "Iapetus",
+    "Umbriel",
+    "Algieba",
+    "Despina",
+    "Erinome",
+    "Algenib",
+    "Rasalgethi",
+    "Laomedeia",
+    "Achernar",
+    "Alnilam",
+    "Schedar",
+    "Gacrux",
+    "Pulcherrima",
+    "Achird",
+    "Zubenelgenubi",
+    "Vindemiatrix",
+    "Sadachbia",
+    "Sadaltager",
+    "Sulafat",
+];
+/// A 1×1 PNG, the mock's every image.
+pub const PNG_1X1: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 
 impl MockGemini {
     pub fn new() -> Self {
@@ -473,6 +513,8 @@ async fn model_action(
     };
     let known = match action {
         "embedContent" | "batchEmbedContents" => EMBEDDING_MODELS.contains(&model),
+        "predict" => IMAGEN_MODELS.contains(&model),
+        "generateContent" | "streamGenerateContent" if TTS_MODELS.contains(&model) => true,
         _ => MODELS.contains(&model),
     };
     if !known {
@@ -494,7 +536,21 @@ async fn model_action(
             Duration::from_millis(state.chunk_delay_ms.load(Ordering::Relaxed)),
         ),
     };
+    if TTS_MODELS.contains(&model) {
+        return match speech(&req) {
+            Ok(answer) if action == "generateContent" => Json(answer).into_response(),
+            Ok(answer) => stream_response(
+                state.clone(),
+                vec![answer],
+                query.get("alt").is_some_and(|a| a == "sse"),
+                (first_delay, delay),
+                None,
+            ),
+            Err(resp) => resp,
+        };
+    }
     match action {
+        "predict" => predict(&req),
         "generateContent" => match generate(&req, model) {
             Ok(events) => {
                 if behavior == Behavior::StallAfterHeaders {
@@ -623,6 +679,89 @@ fn embed(content: &Value, dims: usize) -> Vec<f64> {
         .collect()
 }
 
+/// Imagen's `:predict`: `sampleCount` images for the prompt (a prompt containing `[[block]]` is
+/// filtered, as Imagen filters unsafe prompts: no predictions).
+fn predict(req: &Value) -> Response {
+    let Some(prompt) = req.pointer("/instances/0/prompt").and_then(Value::as_str) else {
+        return google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "Missing required field: instances[0].prompt",
+            json!([]),
+        );
+    };
+    let n = req
+        .pointer("/parameters/sampleCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(4);
+    if !(1..=4).contains(&n) {
+        return google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "sampleCount must be between 1 and 4.",
+            json!([]),
+        );
+    }
+    if let Some(ratio) = req.pointer("/parameters/aspectRatio").and_then(Value::as_str) {
+        if !["1:1", "3:4", "4:3", "9:16", "16:9"].contains(&ratio) {
+            return google_error(
+                400,
+                "INVALID_ARGUMENT",
+                &format!("Unsupported aspect ratio: {ratio}"),
+                json!([]),
+            );
+        }
+    }
+    if prompt.contains("[[block]]") {
+        return Json(json!({})).into_response();
+    }
+    let predictions: Vec<Value> = (0..n)
+        .map(|_| json!({"bytesBase64Encoded": PNG_1X1, "mimeType": "image/png"}))
+        .collect();
+    Json(json!({ "predictions": predictions })).into_response()
+}
+
+/// A TTS model's answer: 24 kHz 16-bit mono PCM, 0.1 s per word, in the voice asked for.
+#[expect(clippy::result_large_err, reason = "the error is the response to send")]
+fn speech(req: &Value) -> Result<Value, Response> {
+    let modalities = req.pointer("/generationConfig/responseModalities");
+    if modalities != Some(&json!(["AUDIO"])) {
+        return Err(google_error(
+            400,
+            "INVALID_ARGUMENT",
+            "The requested combination of response modalities (TEXT) is not supported by the model. models/gemini-2.5-flash-preview-tts accepts the following combination of response modalities:\n* AUDIO\n",
+            json!([]),
+        ));
+    }
+    let voice = req
+        .pointer("/generationConfig/speechConfig/voiceConfig/prebuiltVoiceConfig/voiceName")
+        .and_then(Value::as_str)
+        .unwrap_or("Kore");
+    if !VOICES.contains(&voice) {
+        return Err(google_error(
+            400,
+            "INVALID_ARGUMENT",
+            &format!("Voice name {voice} is not supported."),
+            json!([]),
+        ));
+    }
+    let words = req.get("contents").map(count_words).unwrap_or(0).max(1);
+    let samples = (words * 2400) as usize;
+    let mut pcm = Vec::with_capacity(samples * 2);
+    for i in 0..samples {
+        let v = ((i as f64 * 440.0 * std::f64::consts::TAU / 24_000.0).sin() * 8000.0) as i16;
+        pcm.extend_from_slice(&v.to_le_bytes());
+    }
+    use base64::Engine as _;
+    let data = base64::engine::general_purpose::STANDARD.encode(pcm);
+    Ok(
+        json!({"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "audio/L16;codec=pcm;rate=24000", "data": data}}], "role": "model"},
+        "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": words, "candidatesTokenCount": words * 25, "totalTokenCount": words * 26},
+        "modelVersion": "gemini-2.5-flash-preview-tts"}),
+    )
+}
+
 /// Gemini 3 validates the current turn (the model steps after the last user text): the first
 /// function call of each step must carry its thought signature. The unsigned call's name and
 /// 1-based content position, if any.
@@ -743,7 +882,11 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
         .nth(1)
         .and_then(|rest| rest.split("]]").next())
         .map(str::to_string);
-    let image = last_text.contains("[[image]]");
+    let image = last_text.contains("[[image]]")
+        || config
+            .get("responseModalities")
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|v| v == "IMAGE"));
 
     let mut events = Vec::new();
     if thinks {
@@ -763,7 +906,7 @@ fn generate(req: &Value, model: &str) -> Result<Vec<Value>, Response> {
             "modelVersion": version, "responseId": response_id}));
     }
     if image {
-        events.push(json!({"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="}}], "role": "model"}, "index": 0}],
+        events.push(json!({"candidates": [{"content": {"parts": [{"inlineData": {"mimeType": "image/png", "data": PNG_1X1}}], "role": "model"}, "index": 0}],
             "modelVersion": version, "responseId": response_id}));
     }
     let completion = (n * candidates) as u64;

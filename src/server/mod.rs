@@ -102,6 +102,12 @@ fn openai_api(state: &AppState) -> Router<AppState> {
             post(routes::anthropic::count_tokens).layer(anthropic_auth),
         )
         .route("/responses", post(routes::responses::create).layer(auth.clone()))
+        .route(
+            "/images/generations",
+            post(openai::images_generations).layer(auth.clone()),
+        )
+        .route("/images/edits", post(openai::images_edits).layer(auth.clone()))
+        .route("/audio/speech", post(openai::audio_speech).layer(auth.clone()))
         .route("/embeddings", post(openai::embeddings).layer(auth))
         // Shared with Google's v1 API: these answer in the caller's dialect and check its
         // credentials themselves; POST `{model}:{action}` is Google's.

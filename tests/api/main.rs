@@ -8,6 +8,7 @@ mod edge;
 mod errors_auth;
 mod gemini_native;
 mod helpers;
+mod images_speech;
 mod media;
 mod openai_chat;
 mod pool_failover;

@@ -186,3 +186,26 @@ def test_remote_image_refused_for_private_host(client):
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/x.png"}}]}])
     assert "could not be fetched" in str(e.value)
+
+
+def test_images_generate_with_imagen_and_a_gemini_image_model(client):
+    import base64
+
+    r = client.images.generate(model="dall-e-3", prompt="a lighthouse", n=2, size="1024x1024", response_format="b64_json")
+    assert len(r.data) == 2
+    assert all(base64.b64decode(d.b64_json).startswith(b"\x89PNG") for d in r.data)
+    r = client.images.generate(model="gemini-2.5-flash-image", prompt="a lighthouse")
+    assert base64.b64decode(r.data[0].b64_json).startswith(b"\x89PNG")
+    with pytest.raises(openai.BadRequestError) as err:
+        client.images.generate(model="dall-e-3", prompt="x", response_format="url")
+    assert "b64_json" in str(err.value)
+
+
+def test_audio_speech_as_wav_and_pcm(client):
+    wav = client.audio.speech.create(model="tts-1", voice="alloy", input="hello from the sdk", response_format="wav")
+    data = wav.read()
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    pcm = client.audio.speech.create(model="gemini-2.5-flash-preview-tts", voice="Kore", input="hi", response_format="pcm")
+    assert len(pcm.read()) == 2400 * 2
+    with pytest.raises(openai.BadRequestError):
+        client.audio.speech.create(model="tts-1", voice="alloy", input="x", response_format="mp3")

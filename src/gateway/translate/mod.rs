@@ -5,15 +5,18 @@
 //! - [`stream`]: `streamGenerateContent` events → chat-completion chunks.
 //! - [`anthropic`]: the Anthropic Messages dialect (request, response, stream encoder).
 //! - [`responses`]: the OpenAI Responses dialect (request, response, stream encoder).
+//! - [`images`], [`speech`], [`embeddings`]: OpenAI's images, speech and embeddings APIs.
 //!
 //! Every dialect streams through one driver (`service::encode_stream`) by implementing
 //! [`StreamEncoder`]; what they share (schemas, effort levels, signatures) lives here.
 
 pub mod anthropic;
 pub mod embeddings;
+pub mod images;
 pub mod request;
 pub mod response;
 pub mod responses;
+pub mod speech;
 pub mod stream;
 
 use std::collections::HashSet;

@@ -1,4 +1,5 @@
-//! OpenAI-compatible routes: `/v1/chat/completions`, `/v1/models` (also under `/api/v1`).
+//! OpenAI-compatible routes: `/v1/chat/completions`, `/v1/models`, `/v1/embeddings`,
+//! `/v1/images/generations`, `/v1/images/edits`, `/v1/audio/speech` (also under `/api/v1`).
 
 use axum::extract::rejection::BytesRejection;
 use std::collections::HashMap;
@@ -41,6 +42,80 @@ pub async fn embeddings(
 ) -> Result<Response, ApiError> {
     let req: crate::gateway::translate::embeddings::EmbeddingRequest = parse_body(body)?;
     Ok(Json(state.gateway.embeddings(&req).await?).into_response())
+}
+
+pub async fn images_generations(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: crate::gateway::translate::images::ImageRequest = parse_body(body)?;
+    let mut resp = Json(state.gateway.images(&req, &[]).await?).into_response();
+    resp.extensions_mut().insert(ModelLabel(req.model.unwrap_or_default()));
+    Ok(resp)
+}
+
+/// `POST /v1/images/edits`: multipart form with `image` (or `image[]`) files and a `prompt`.
+pub async fn images_edits(
+    State(state): State<AppState>,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    use base64::Engine as _;
+    let bad = |message: String| ApiError(crate::gateway::error::GatewayError::invalid(message, None));
+    let mut form = multipart.map_err(|e| bad(format!("expected a multipart/form-data body: {e}")))?;
+    let mut fields = serde_json::Map::new();
+    let mut images = Vec::new();
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("unreadable form: {e}")))?
+    {
+        let name = field.name().unwrap_or("").to_string();
+        let mime = field.content_type().unwrap_or("image/png").to_string();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| bad(format!("unreadable form field {name:?}: {e}")))?;
+        match name.as_str() {
+            "image" | "image[]" => {
+                if !mime.starts_with("image/") {
+                    return Err(bad(format!("the image must be an image file; got {mime}")));
+                }
+                images.push((mime, base64::engine::general_purpose::STANDARD.encode(&data)));
+            }
+            "n" => {
+                let n: u32 = String::from_utf8_lossy(&data)
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("n must be a number".into()))?;
+                fields.insert(name, serde_json::json!(n));
+            }
+            "mask" => {
+                crate::gateway::translate::log_ignored("images.edits", ["mask"]);
+            }
+            _ => {
+                fields.insert(name, serde_json::json!(String::from_utf8_lossy(&data)));
+            }
+        }
+    }
+    if images.is_empty() {
+        return Err(bad("an image file is required (form field \"image\")".into()));
+    }
+    let req: crate::gateway::translate::images::ImageRequest =
+        serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| bad(format!("invalid form: {e}")))?;
+    let mut resp = Json(state.gateway.images(&req, &images).await?).into_response();
+    resp.extensions_mut().insert(ModelLabel(req.model.unwrap_or_default()));
+    Ok(resp)
+}
+
+pub async fn audio_speech(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: crate::gateway::translate::speech::SpeechRequest = parse_body(body)?;
+    let (audio, content_type) = state.gateway.speech(&req).await?;
+    let mut resp = ([(axum::http::header::CONTENT_TYPE, content_type)], audio).into_response();
+    resp.extensions_mut().insert(ModelLabel(req.model));
+    Ok(resp)
 }
 
 /// `GET /v1/models`: OpenAI's list, or Gemini's when a Google SDK asks (Google's v1 API).
