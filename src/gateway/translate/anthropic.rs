@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{clean_schema, new_id, Frame, StreamEncoder};
+use super::{clean_schema, new_id, Frame, OneAnswer, StreamEncoder};
 pub use super::{MAX_OUTPUT_TOKENS, PLACEHOLDER_SIGNATURE};
 use crate::gateway::error::GatewayError;
 use crate::gateway::gemini::{
@@ -617,9 +617,7 @@ pub struct AnthropicEncoder {
     index: usize,
     open: Open,
     tool_use: bool,
-    blocked: bool,
-    finish: Option<FinishReason>,
-    usage: Option<UsageMetadata>,
+    answer: OneAnswer,
 }
 
 fn frame(event: &'static str, data: Value) -> Frame {
@@ -638,9 +636,7 @@ impl AnthropicEncoder {
             index: 0,
             open: Open::None,
             tool_use: false,
-            blocked: false,
-            finish: None,
-            usage: None,
+            answer: OneAnswer::default(),
         }
     }
 
@@ -649,7 +645,7 @@ impl AnthropicEncoder {
             return;
         }
         self.started = true;
-        let mut usage = usage_json(self.usage.as_ref());
+        let mut usage = usage_json(self.answer.usage.as_ref());
         usage["output_tokens"] = json!(0);
         out.push(frame(
             "message_start",
@@ -738,36 +734,24 @@ impl AnthropicEncoder {
 
 impl StreamEncoder for AnthropicEncoder {
     fn event(&mut self, event: &GenerateContentResponse, out: &mut Vec<Frame>) {
-        if let Some(u) = &event.usage_metadata {
-            self.usage = Some(u.clone());
-        }
+        let parts = self.answer.observe(event);
         self.start(out);
-        if event.candidates.is_empty() && event.prompt_feedback.as_ref().is_some_and(|f| f.block_reason.is_some()) {
-            self.blocked = true;
-            self.finish = Some(FinishReason::Safety);
-        }
-        // Anthropic has one answer per message: the first candidate.
-        if let Some(c) = event.candidates.first() {
-            for part in c.content.as_ref().map(|c| c.parts.as_slice()).unwrap_or_default() {
-                self.part(part, out);
-            }
-            if c.finish_reason.is_some() {
-                self.finish = c.finish_reason;
-            }
+        for part in parts {
+            self.part(part, out);
         }
     }
 
     fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), String> {
-        if self.finish.is_none() {
+        if self.answer.finish.is_none() {
             return Err("the Gemini stream ended before a finish reason".into());
         }
         self.start(out);
         self.close(out);
-        let usage = usage_json(self.usage.as_ref());
+        let usage = usage_json(self.answer.usage.as_ref());
         out.push(frame(
             "message_delta",
             json!({"type": "message_delta",
-                "delta": {"stop_reason": stop_reason(self.finish, self.tool_use, self.blocked), "stop_sequence": null},
+                "delta": {"stop_reason": stop_reason(self.answer.finish, self.tool_use, self.answer.blocked), "stop_sequence": null},
                 "usage": usage}),
         ));
         out.push(frame("message_stop", json!({"type": "message_stop"})));
@@ -787,16 +771,7 @@ impl StreamEncoder for AnthropicEncoder {
     }
 
     fn total_tokens(&self) -> Option<u64> {
-        self.usage.as_ref().map(|u| {
-            let total = if u.total_token_count > 0 {
-                u.total_token_count
-            } else {
-                u.prompt_token_count
-                    .saturating_add(u.candidates_token_count)
-                    .saturating_add(u.thoughts_token_count)
-            };
-            u64::from(total)
-        })
+        self.answer.total_tokens()
     }
 }
 

@@ -183,6 +183,50 @@ impl Frame {
     }
 }
 
+/// What a dialect with one answer per response (Anthropic, Responses) follows across a stream:
+/// the latest usage, the finish reason, whether the prompt was blocked.
+#[derive(Debug, Default)]
+pub struct OneAnswer {
+    pub usage: Option<UsageMetadata>,
+    pub finish: Option<FinishReason>,
+    pub blocked: bool,
+}
+
+impl OneAnswer {
+    /// Notes an event's usage, finish reason and blocked prompt; the parts of its first
+    /// candidate, the one answer these dialects carry.
+    pub fn observe<'a>(&mut self, event: &'a GenerateContentResponse) -> &'a [super::gemini::Part] {
+        if let Some(u) = &event.usage_metadata {
+            self.usage = Some(u.clone());
+        }
+        if event.candidates.is_empty() && event.prompt_feedback.as_ref().is_some_and(|f| f.block_reason.is_some()) {
+            self.blocked = true;
+            self.finish = Some(FinishReason::Safety);
+        }
+        let Some(c) = event.candidates.first() else {
+            return &[];
+        };
+        if c.finish_reason.is_some() {
+            self.finish = c.finish_reason;
+        }
+        c.content.as_ref().map(|c| c.parts.as_slice()).unwrap_or_default()
+    }
+
+    /// Total tokens, once the upstream has reported usage.
+    pub fn total_tokens(&self) -> Option<u64> {
+        self.usage.as_ref().map(|u| {
+            let total = if u.total_token_count > 0 {
+                u.total_token_count
+            } else {
+                u.prompt_token_count
+                    .saturating_add(u.candidates_token_count)
+                    .saturating_add(u.thoughts_token_count)
+            };
+            u64::from(total)
+        })
+    }
+}
+
 /// What a client dialect does with a committed Gemini stream: each upstream event becomes zero
 /// or more frames as it arrives. The driver ([`encode_stream`]) is shared by every dialect: it
 /// reads the events, books tokens and errors, and ends the stream after a fault.

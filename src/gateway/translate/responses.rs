@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::request::{data_url_part, guess_mime, push_turn};
-use super::{clean_schema, log_ignored, new_id, Frame, StreamEncoder, MAX_OUTPUT_TOKENS};
+use super::{clean_schema, log_ignored, new_id, Frame, OneAnswer, StreamEncoder, MAX_OUTPUT_TOKENS};
 use crate::gateway::error::GatewayError;
 use crate::gateway::gemini::{
     Content, FinishReason, FunctionCall, FunctionResponse, GenerateContentRequest, GenerateContentResponse,
@@ -714,9 +714,7 @@ pub struct ResponsesEncoder {
     started: bool,
     output: Vec<Value>,
     open: Open,
-    finish: Option<FinishReason>,
-    blocked: bool,
-    usage: Option<UsageMetadata>,
+    answer: OneAnswer,
     on_complete: Option<OnComplete>,
 }
 
@@ -737,9 +735,7 @@ impl ResponsesEncoder {
             started: false,
             output: Vec::new(),
             open: Open::None,
-            finish: None,
-            blocked: false,
-            usage: None,
+            answer: OneAnswer::default(),
             on_complete: None,
         }
     }
@@ -754,9 +750,9 @@ impl ResponsesEncoder {
         self.emit = false;
         let mut sink = Vec::new();
         self.event(resp, &mut sink);
-        if self.finish.is_none() {
+        if self.answer.finish.is_none() {
             // A folded answer without a finish reason still ends here.
-            self.finish = Some(FinishReason::Stop);
+            self.answer.finish = Some(FinishReason::Stop);
         }
         self.close(&mut sink, None);
         let response = self.response(self.status().0);
@@ -792,7 +788,7 @@ impl ResponsesEncoder {
         r.insert("incomplete_details".into(), incomplete.unwrap_or(Value::Null));
         r.extend(self.ctx.echo.clone());
         r.insert("output".into(), json!(self.output));
-        let usage = match (&self.usage, status) {
+        let usage = match (&self.answer.usage, status) {
             (Some(u), "completed" | "incomplete" | "failed") => usage_json(u),
             _ => Value::Null,
         };
@@ -802,8 +798,8 @@ impl ResponsesEncoder {
 
     /// `completed`, or `incomplete` with its reason.
     fn status(&self) -> (&'static str, &'static str) {
-        match self.finish {
-            _ if self.blocked => ("incomplete", "content_filter"),
+        match self.answer.finish {
+            _ if self.answer.blocked => ("incomplete", "content_filter"),
             Some(FinishReason::MaxTokens) => ("incomplete", "max_output_tokens"),
             Some(
                 FinishReason::Safety
@@ -1056,27 +1052,15 @@ impl ResponsesEncoder {
 
 impl StreamEncoder for ResponsesEncoder {
     fn event(&mut self, event: &GenerateContentResponse, out: &mut Vec<Frame>) {
-        if let Some(u) = &event.usage_metadata {
-            self.usage = Some(u.clone());
-        }
+        let parts = self.answer.observe(event);
         self.start(out);
-        if event.candidates.is_empty() && event.prompt_feedback.as_ref().is_some_and(|f| f.block_reason.is_some()) {
-            self.blocked = true;
-            self.finish = Some(FinishReason::Safety);
-        }
-        // One answer per response: the first candidate.
-        if let Some(c) = event.candidates.first() {
-            for part in c.content.as_ref().map(|c| c.parts.as_slice()).unwrap_or_default() {
-                self.part(part, out);
-            }
-            if c.finish_reason.is_some() {
-                self.finish = c.finish_reason;
-            }
+        for part in parts {
+            self.part(part, out);
         }
     }
 
     fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), String> {
-        if self.finish.is_none() {
+        if self.answer.finish.is_none() {
             return Err("the Gemini stream ended before a finish reason".into());
         }
         self.start(out);
@@ -1104,7 +1088,7 @@ impl StreamEncoder for ResponsesEncoder {
     }
 
     fn total_tokens(&self) -> Option<u64> {
-        self.usage.as_ref().and_then(|u| usage_json(u)["total_tokens"].as_u64())
+        self.answer.total_tokens()
     }
 }
 
