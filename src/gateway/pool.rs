@@ -770,16 +770,7 @@ impl KeyPool {
             Fact::Reset { .. } => reset(&mut h),
             Fact::Invalid { message, .. } => {
                 if !matches!(h.state, KeyState::Disabled { .. } | KeyState::Manual) {
-                    h.last_error = Some(LastError {
-                        class: "invalid_key",
-                        message: message.clone(),
-                        at: self.clock.wall(),
-                    });
-                    h.set_state(KeyState::Disabled {
-                        next_probe: now + self.settings.revalidate,
-                        backoff: self.settings.revalidate,
-                        probing: false,
-                    });
+                    self.invalidate(&mut h, message, now);
                 }
             }
             Fact::Works { .. } => {
@@ -809,6 +800,20 @@ impl KeyPool {
                 h.set_state(KeyState::CoolingDown { until });
             }
         }
+    }
+
+    /// Out of rotation as invalid until a probe finds the key working.
+    fn invalidate(&self, h: &mut Health, message: &str, now: Instant) {
+        h.last_error = Some(LastError {
+            class: "invalid_key",
+            message: message.to_string(),
+            at: self.clock.wall(),
+        });
+        h.set_state(KeyState::Disabled {
+            next_probe: now + self.settings.revalidate,
+            backoff: self.settings.revalidate,
+            probing: false,
+        });
     }
 
     /// Everything shareable about every key, with deadlines as wall-clock milliseconds.
@@ -886,16 +891,7 @@ impl KeyPool {
                 self.emit(Fact::Works { fingerprint });
             }
             Verdict::Rejected(message) => {
-                h.last_error = Some(LastError {
-                    class: "invalid_key",
-                    message: message.clone(),
-                    at: self.clock.wall(),
-                });
-                h.set_state(KeyState::Disabled {
-                    next_probe: now + self.settings.revalidate,
-                    backoff: self.settings.revalidate,
-                    probing: false,
-                });
+                self.invalidate(&mut h, message, now);
                 drop(h);
                 self.emit(Fact::Invalid {
                     fingerprint,
