@@ -22,19 +22,16 @@ async fn main() -> ExitCode {
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
-            gemini_balance::server::telemetry::flush();
             eprintln!("gemini-balance: {e}");
             return ExitCode::from(1);
         }
     };
     tracing::info!(addr = %app.local_addr(), "gemini-balance listening on http://{}", app.local_addr());
-    let code = match app.run_until_stopped().await {
+    match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gemini-balance: {e}");
             ExitCode::from(1)
         }
-    };
-    gemini_balance::server::telemetry::flush();
-    code
+    }
 }

@@ -297,39 +297,15 @@ fn prune(conn: &Connection, retention: Duration, max_rows: u64) {
     }
 }
 
-/// How long the writer lets log rows gather after the first of a burst.
-const GATHER_ROWS: Duration = Duration::from_millis(20);
-
 fn writer(mut conn: Connection, rx: Receiver<Cmd>, retention: Duration, max_rows: u64) {
     let mut pending: Vec<LogRow> = Vec::new();
     let mut last_flush = Instant::now();
     let mut last_prune = Instant::now()
         .checked_sub(Duration::from_secs(3600))
         .unwrap_or_else(Instant::now);
-    // Log rows arrive one per request: after the first of a burst, the writer sleeps a moment
-    // and takes what gathered, instead of being woken (a futex call and a context switch) by
-    // every row.
-    let mut gathered: Option<Cmd> = None;
     loop {
-        let received = match gathered.take() {
-            Some(cmd) => Ok(cmd),
-            None => rx.recv_timeout(Duration::from_millis(500)),
-        };
-        match received {
-            Ok(Cmd::Log(row)) => {
-                pending.push(row);
-                std::thread::sleep(GATHER_ROWS);
-                loop {
-                    match rx.try_recv() {
-                        Ok(Cmd::Log(row)) => pending.push(row),
-                        Ok(other) => {
-                            gathered = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(Cmd::Log(row)) => pending.push(row),
             Ok(Cmd::Key(k, ack)) => {
                 write_logs(&mut conn, &mut pending);
                 let result = conn
