@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Builds the release gateway and mock, then runs the load benchmark (benches/gateway.rs).
-# BENCH_REQUESTS (default 2000) scales every phase. Loopback only; bounded in count and time.
+# Builds the release gateway and mock, then runs the load benchmark (benches/gateway.rs) against
+# Debian's nginx as the bare-hop baseline and the mock called directly, in one run.
+#   ./scripts/bench.sh          # the comparison table (BENCH_REQUESTS=2000, BENCH_ROUNDS=3)
+#   ./scripts/bench.sh hold     # memory per stream with BENCH_HOLD_STREAMS=8000 held at once
+# Loopback only; bounded in count and time.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -9,4 +12,5 @@ cargo leptos build --release --frontend-only
 cargo leptos build --release --server-only
 cargo build --release --features ssr --bin mock-gemini
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-cargo bench --features ssr --bench gateway
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "bench: needs nginx (apt-get install nginx-light)"; exit 1; }
+cargo bench --features ssr --bench gateway -- "$@"

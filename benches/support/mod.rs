@@ -1,5 +1,6 @@
 //! What the benchmark and the chaos soak share: child processes that die with the run, free
-//! loopback ports, a process's CPU time and resident memory from /proc, waiting for a server.
+//! loopback ports, a process's CPU time and resident memory from /proc, waiting for a server,
+//! and nginx as the bare reverse-proxy baseline.
 #![allow(dead_code)]
 
 use std::process::Child;
@@ -57,4 +58,58 @@ pub async fn wait_ready(http: &reqwest::Client, url: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("{url} did not come up");
+}
+
+/// The hard open-file limit of this process (what a child may raise its own limit to).
+pub fn hard_nofile() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(4))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(4096)
+}
+
+/// Debian's nginx as one bare reverse-proxy hop to `upstream_port`: one process (no master, no
+/// daemon), no buffering, HTTP/1.1 keep-alive to the upstream, no access log; its config, pid,
+/// error log and temp files live in `dir`. Panics if nginx is missing.
+pub fn nginx_hop(dir: &std::path::Path, port: u16, upstream_port: u16) -> Proc {
+    let dir = dir.join("nginx");
+    std::fs::create_dir_all(&dir).expect("nginx temp dir");
+    let d = dir.display();
+    let files = hard_nofile().min(65_536);
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\nworker_rlimit_nofile {files};\n\
+         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections {files}; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+         \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         \x20 keepalive_requests 1000000;\n\
+         \x20 upstream mock {{ server 127.0.0.1:{upstream_port}; keepalive 1024; keepalive_requests 1000000; }}\n\
+         \x20 server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://mock;\n\
+         \x20     proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+         \x20     proxy_buffering off;\n      proxy_request_buffering off;\n    }}\n  }}\n}}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("write nginx.conf");
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("nginx");
+    Proc(
+        std::process::Command::new(bin)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx is needed for the baseline (Debian: apt-get install nginx-light)"),
+    )
 }

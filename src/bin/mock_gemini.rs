@@ -32,6 +32,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    // Events are small separate writes: without TCP_NODELAY, Nagle holds each one back until
+    // the previous is acknowledged (up to the client's 40 ms delayed ACK).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     println!("mock Gemini API listening on http://{addr}");
     if let Err(e) = axum::serve(listener, mock.router()).await {
         eprintln!("mock-gemini: {e}");

@@ -479,13 +479,19 @@ impl ResponseMerger {
         }
     }
 
-    /// The merged response as JSON.
-    pub fn finish(mut self) -> Vec<u8> {
+    /// The merged response, as a JSON value (read by the translators without printing it and
+    /// parsing it again).
+    pub fn finish_value(mut self) -> Value {
         if !self.candidates.is_empty() {
             let cands = self.candidates.into_iter().map(Value::Object).collect();
             self.top.insert("candidates".into(), Value::Array(cands));
         }
-        serde_json::to_vec(&Value::Object(self.top)).unwrap_or_else(|_| b"{}".to_vec())
+        Value::Object(self.top)
+    }
+
+    /// The merged response as JSON text.
+    pub fn finish(self) -> Vec<u8> {
+        serde_json::to_vec(&self.finish_value()).unwrap_or_else(|_| b"{}".to_vec())
     }
 }
 

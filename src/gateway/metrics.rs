@@ -53,10 +53,16 @@ impl Histogram {
     }
 }
 
+/// model → status → error class → count.
+type ByModel = BTreeMap<String, BTreeMap<u16, BTreeMap<String, u64>>>;
+
 #[derive(Debug, Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16, String), u64>,
-    attempts: BTreeMap<(String, String), u64>,
+    /// route → model → status → error class → count: nested so that counting a request that was
+    /// seen before allocates nothing.
+    requests: BTreeMap<String, ByModel>,
+    /// model → outcome → count.
+    attempts: BTreeMap<String, BTreeMap<String, u64>>,
     upstream_latency: BTreeMap<String, Histogram>,
     ttft: BTreeMap<String, Histogram>,
     overhead: Option<Histogram>,
@@ -73,6 +79,18 @@ pub struct Metrics {
 }
 
 pub const MAX_MODEL_LABELS: usize = 200;
+
+/// Runs `f` on the value under `key`, inserting a default first (the only time the key is
+/// copied).
+fn with_slot<V: Default, R>(map: &mut BTreeMap<String, V>, key: &str, f: impl FnOnce(&mut V) -> R) -> R {
+    if let Some(v) = map.get_mut(key) {
+        return f(v);
+    }
+    let mut v = V::default();
+    let out = f(&mut v);
+    map.insert(key.to_string(), v);
+    out
+}
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -113,33 +131,38 @@ impl Metrics {
     /// One finished request to the gateway.
     pub fn request(&self, route: &str, model: &str, status: u16, error_class: &str) {
         let model = self.label(model);
-        *self
-            .lock()
-            .requests
-            .entry((route.into(), model.into_owned(), status, error_class.into()))
-            .or_insert(0) += 1;
+        with_slot(&mut self.lock().requests, route, |m| {
+            with_slot(m, &model, |s| {
+                with_slot(s.entry(status).or_default(), error_class, |n| *n += 1);
+            });
+        });
     }
 
     /// One upstream attempt and its outcome class.
     pub fn attempt(&self, model: &str, outcome: &str, latency: Duration) {
-        let model = self.label(model).into_owned();
+        let model = self.label(model);
         let mut inner = self.lock();
-        *inner.attempts.entry((model.clone(), outcome.into())).or_insert(0) += 1;
-        inner
-            .upstream_latency
-            .entry(model)
-            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
-            .observe(latency.as_secs_f64());
+        with_slot(&mut inner.attempts, &model, |m| with_slot(m, outcome, |n| *n += 1));
+        if let Some(h) = inner.upstream_latency.get_mut(model.as_ref()) {
+            h.observe(latency.as_secs_f64());
+            return;
+        }
+        let mut h = Histogram::new(LATENCY_BUCKETS);
+        h.observe(latency.as_secs_f64());
+        inner.upstream_latency.insert(model.into_owned(), h);
     }
 
     /// Time from sending a streaming request upstream to its first event.
     pub fn first_token(&self, model: &str, latency: Duration) {
-        let model = self.label(model).into_owned();
-        self.lock()
-            .ttft
-            .entry(model)
-            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
-            .observe(latency.as_secs_f64());
+        let model = self.label(model);
+        let mut inner = self.lock();
+        if let Some(h) = inner.ttft.get_mut(model.as_ref()) {
+            h.observe(latency.as_secs_f64());
+            return;
+        }
+        let mut h = Histogram::new(LATENCY_BUCKETS);
+        h.observe(latency.as_secs_f64());
+        inner.ttft.insert(model.into_owned(), h);
     }
 
     /// Time the gateway itself spent on a request (total minus waiting on Gemini).
@@ -153,8 +176,10 @@ impl Metrics {
     /// Upstream attempts by outcome class, summed over models.
     pub fn attempts_by_outcome(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
-        for ((_, outcome), n) in &self.lock().attempts {
-            *out.entry(outcome.clone()).or_insert(0) += n;
+        for outcomes in self.lock().attempts.values() {
+            for (outcome, n) in outcomes {
+                *out.entry(outcome.clone()).or_insert(0) += n;
+            }
         }
         out
     }
@@ -163,7 +188,14 @@ impl Metrics {
         let inner = self.lock();
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP gb_requests_total Requests answered by the gateway.\n# TYPE gb_requests_total counter\n");
-        for ((route, model, status, class), n) in &inner.requests {
+        let requests = inner.requests.iter().flat_map(|(route, models)| {
+            models.iter().flat_map(move |(model, statuses)| {
+                statuses.iter().flat_map(move |(status, classes)| {
+                    classes.iter().map(move |(class, n)| (route, model, status, class, n))
+                })
+            })
+        });
+        for (route, model, status, class, n) in requests {
             let _ = writeln!(
                 out,
                 "gb_requests_total{{route=\"{}\",model=\"{}\",status=\"{status}\",error_class=\"{}\"}} {n}",
@@ -173,7 +205,11 @@ impl Metrics {
             );
         }
         out.push_str("# HELP gb_upstream_attempts_total Upstream attempts by outcome.\n# TYPE gb_upstream_attempts_total counter\n");
-        for ((model, outcome), n) in &inner.attempts {
+        let attempts = inner
+            .attempts
+            .iter()
+            .flat_map(|(model, outcomes)| outcomes.iter().map(move |(outcome, n)| (model, outcome, n)));
+        for (model, outcome, n) in attempts {
             let _ = writeln!(
                 out,
                 "gb_upstream_attempts_total{{model=\"{}\",outcome=\"{}\"}} {n}",

@@ -270,12 +270,13 @@ pub struct CompletionTokensDetails {
     pub reasoning_tokens: u32,
 }
 
+/// Borrows the stream's id and model: a chunk is serialized once per event, not rebuilt.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChatCompletionChunk {
-    pub id: String,
+pub struct ChatCompletionChunk<'a> {
+    pub id: &'a str,
     pub object: &'static str,
     pub created: u64,
-    pub model: String,
+    pub model: &'a str,
     pub choices: Vec<ChunkChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,

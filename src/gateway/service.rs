@@ -151,12 +151,12 @@ impl Gateway {
         // Asked as a stream and assembled: a slow answer is not mistaken for a dead key.
         let call = stream_call(&model, &body)?;
         let mut answer = self.upstream.generate(&call).await?;
-        let mut parsed = parse_response(&answer.body)?;
+        let mut parsed = parse_merged(answer.response)?;
         if response::is_empty(&parsed) {
             // An empty answer is retried once (on the next key in rotation) before it is returned.
             tracing::warn!(key = %answer.key, model = %model, "empty answer from Gemini; retrying once");
             answer = self.upstream.generate(&call).await?;
-            parsed = parse_response(&answer.body)?;
+            parsed = parse_merged(answer.response)?;
         }
         let completion = response::to_openai(&parsed, &req.model, translate::unix_now())?;
         if let Some(u) = &completion.usage {
@@ -231,7 +231,7 @@ impl Gateway {
         let (model, mut body) = anthropic::to_gemini(req)?;
         let model = self.prepare(&model, &mut body)?;
         let answer = self.upstream.generate(&stream_call(&model, &body)?).await?;
-        let parsed = parse_response(&answer.body)?;
+        let parsed = parse_merged(answer.response)?;
         if let Some(tokens) = parsed.usage_metadata.as_ref().map(|u| u64::from(u.total_token_count)) {
             self.upstream.pool().record_tokens(answer.key_id, tokens);
             super::metrics::RequestTrace::update(|t| t.tokens = tokens);
@@ -298,7 +298,7 @@ impl Gateway {
     pub async fn responses(&self, req: &ResponsesRequest, owner: &Owner) -> Result<serde_json::Value, GatewayError> {
         let (call, encoder) = self.prepare_responses(req, owner).await?;
         let answer = self.upstream.generate(&call).await?;
-        let parsed = parse_response(&answer.body)?;
+        let parsed = parse_merged(answer.response)?;
         let response = encoder.whole(&parsed);
         if let Some(tokens) = response["usage"]["total_tokens"].as_u64() {
             self.upstream.pool().record_tokens(answer.key_id, tokens);
@@ -561,7 +561,7 @@ impl Gateway {
         if call.action.as_deref() == Some("generateContent") {
             let mut streamed = call.clone();
             streamed.action = Some("streamGenerateContent".into());
-            return Ok(self.upstream.generate(&streamed.to_call(true)).await?.body);
+            return Ok(self.upstream.generate(&streamed.to_call(true)).await?.into_bytes());
         }
         Ok(self.upstream.send(&call.to_call(false)).await?.body)
     }
@@ -599,8 +599,9 @@ impl Gateway {
     }
 }
 
-fn parse_response(body: &[u8]) -> Result<GenerateContentResponse, GatewayError> {
-    serde_json::from_slice(body).map_err(|e| GatewayError::BadUpstreamResponse {
+/// Reads an answer folded from stream events (already JSON, not text).
+fn parse_merged(merged: serde_json::Value) -> Result<GenerateContentResponse, GatewayError> {
+    serde_json::from_value(merged).map_err(|e| GatewayError::BadUpstreamResponse {
         message: format!("unreadable answer from Gemini: {e}"),
     })
 }

@@ -6,8 +6,12 @@ use bytes::{Buf, Bytes, BytesMut};
 #[derive(Debug, Default)]
 pub struct SseParser {
     buf: BytesMut,
-    data: Vec<u8>,
-    has_data: bool,
+    /// How far into `buf` is known to hold no line feed: small chunks of a long line are not
+    /// scanned again from the line's start.
+    scanned: usize,
+    /// The data of the event being read. One `data:` line (the usual case) is kept as the slice
+    /// of the received bytes it is, without a copy; further lines are appended.
+    data: Option<BytesMut>,
 }
 
 impl SseParser {
@@ -22,50 +26,52 @@ impl SseParser {
     /// The next complete event's data, if one is buffered.
     pub fn next_event(&mut self) -> Option<Bytes> {
         loop {
-            let nl = self.buf.iter().position(|b| *b == b'\n')?;
+            let Some(i) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') else {
+                self.scanned = self.buf.len();
+                return None;
+            };
+            let nl = self.scanned + i;
+            self.scanned = 0;
             let mut line = self.buf.split_to(nl + 1);
             line.truncate(nl);
             if line.last() == Some(&b'\r') {
                 line.truncate(nl - 1);
             }
             if line.is_empty() {
-                if self.has_data {
-                    self.has_data = false;
-                    return Some(Bytes::from(std::mem::take(&mut self.data)));
+                if let Some(data) = self.data.take() {
+                    return Some(data.freeze());
                 }
                 continue;
             }
             if line.starts_with(b":") {
                 continue;
             }
-            let (field, value) = match line.iter().position(|b| *b == b':') {
-                Some(i) => {
-                    let mut v = &line[i + 1..];
-                    if v.first() == Some(&b' ') {
-                        v.advance(1);
-                    }
-                    (&line[..i], v)
-                }
-                None => (&line[..], &b""[..]),
+            let (field_end, value_start) = match line.iter().position(|b| *b == b':') {
+                Some(i) if line.get(i + 1) == Some(&b' ') => (i, i + 2),
+                Some(i) => (i, i + 1),
+                None => (line.len(), line.len()),
             };
-            if field == b"data" {
-                if self.has_data {
-                    self.data.push(b'\n');
+            if &line[..field_end] == b"data" {
+                line.advance(value_start);
+                match &mut self.data {
+                    Some(data) => {
+                        data.extend_from_slice(b"\n");
+                        data.extend_from_slice(&line);
+                    }
+                    None => self.data = Some(line),
                 }
-                self.data.extend_from_slice(value);
-                self.has_data = true;
             }
         }
     }
 
     /// Whether bytes of an unfinished event are still buffered.
     pub fn has_partial(&self) -> bool {
-        self.has_data || !self.buf.iter().all(|b| b.is_ascii_whitespace())
+        self.data.is_some() || !self.buf.iter().all(|b| b.is_ascii_whitespace())
     }
 
     /// The last event when the stream ends without the blank line after it.
     pub fn finish(&mut self) -> Option<Bytes> {
-        if !self.buf.is_empty() || self.has_data {
+        if !self.buf.is_empty() || self.data.is_some() {
             self.buf.extend_from_slice(b"\n\n");
         }
         self.next_event()
@@ -110,6 +116,21 @@ mod tests {
         assert!(p.next_event().is_none());
         assert!(p.has_partial());
         assert_eq!(p.finish().unwrap(), Bytes::from_static(b"{\"a\":"));
+    }
+
+    /// A long event arriving a few bytes at a time is scanned once, not once per chunk.
+    #[test]
+    fn many_small_chunks_of_one_long_event() {
+        let payload = "x".repeat(100_000);
+        let input = format!("data: {payload}\r\n\r\n");
+        let mut p = SseParser::new();
+        let mut got = Vec::new();
+        for chunk in input.as_bytes().chunks(7) {
+            p.push(chunk);
+            got.extend(all(&mut p));
+        }
+        assert_eq!(got, vec![payload]);
+        assert!(!p.has_partial());
     }
 
     /// Found by tests/fuzz.rs: a last event whose line had its LF but no blank line was lost.

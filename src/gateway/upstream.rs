@@ -83,6 +83,21 @@ pub struct Answer {
     pub key_id: u64,
 }
 
+/// A whole answer folded from a stream's events ([`Upstream::generate`]), still as a JSON value.
+#[derive(Debug)]
+pub struct Merged {
+    pub response: serde_json::Value,
+    pub key: String,
+    pub key_id: u64,
+}
+
+impl Merged {
+    /// The answer as JSON text (what `generateContent` would have sent).
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from(serde_json::to_vec(&self.response).unwrap_or_else(|_| b"{}".to_vec()))
+    }
+}
+
 /// Why a committed stream ended early.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamFault {
@@ -296,7 +311,7 @@ impl Upstream {
     /// is abandoned after the first-byte timeout, while a long answer (minutes of thinking)
     /// completes on its first key within `UPSTREAM_TOTAL_TIMEOUT_SECS`. `call` must be the
     /// streaming call.
-    pub async fn generate(&self, call: &Call) -> Result<Answer, GatewayError> {
+    pub async fn generate(&self, call: &Call) -> Result<Merged, GatewayError> {
         self.with_failover(call, |lease| self.attempt_assembled(call, lease))
             .await
     }
@@ -546,7 +561,7 @@ impl Upstream {
     }
 
     /// A streamed answer read to its end and folded into one `generateContent` response.
-    async fn attempt_assembled(&self, call: &Call, lease: Lease) -> Attempt<Answer> {
+    async fn attempt_assembled(&self, call: &Call, lease: Lease) -> Attempt<Merged> {
         let deadline = Instant::now() + self.settings.total_timeout;
         let opened = match self.attempt_stream(call, lease, Some(deadline)).await.into_done() {
             Ok(opened) => opened,
@@ -581,8 +596,8 @@ impl Upstream {
                 }
             }
         }
-        Attempt::Done(Answer {
-            body: Bytes::from(merger.finish()),
+        Attempt::Done(Merged {
+            response: merger.finish_value(),
             key,
             key_id,
         })

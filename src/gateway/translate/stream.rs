@@ -32,12 +32,12 @@ impl StreamTranslator {
         }
     }
 
-    fn chunk(&self, choices: Vec<ChunkChoice>, usage: Option<Usage>) -> ChatCompletionChunk {
+    fn chunk(&self, choices: Vec<ChunkChoice>, usage: Option<Usage>) -> ChatCompletionChunk<'_> {
         ChatCompletionChunk {
-            id: self.id.clone(),
+            id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
-            model: self.model.clone(),
+            model: &self.model,
             choices,
             usage,
         }
@@ -49,7 +49,7 @@ impl StreamTranslator {
     }
 
     /// Translates one upstream event into the chunk to send now, if it carries anything.
-    pub fn on_event(&mut self, event: &GenerateContentResponse) -> Option<ChatCompletionChunk> {
+    pub fn on_event(&mut self, event: &GenerateContentResponse) -> Option<ChatCompletionChunk<'_>> {
         if let Some(u) = &event.usage_metadata {
             self.usage = Some(usage(u));
         }
@@ -143,7 +143,7 @@ impl StreamTranslator {
     }
 
     /// The usage chunk (`choices: []`) to send before `[DONE]`, when the client asked for it.
-    pub fn usage_chunk(&self) -> Option<ChatCompletionChunk> {
+    pub fn usage_chunk(&self) -> Option<ChatCompletionChunk<'_>> {
         self.include_usage
             .then(|| self.chunk(Vec::new(), Some(self.usage.unwrap_or_default())))
     }
@@ -158,7 +158,7 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    fn out(c: Option<ChatCompletionChunk>) -> Value {
+    fn out(c: Option<ChatCompletionChunk<'_>>) -> Value {
         serde_json::to_value(c.unwrap()).unwrap()
     }
 
