@@ -372,7 +372,7 @@ impl Gateway {
                 let answers = futures::future::try_join_all((0..n).map(|_| self.upstream.generate(&call))).await?;
                 let mut data = Vec::new();
                 for answer in answers {
-                    data.extend(images::from_gemini(&parse_response(&answer.body)?)?);
+                    data.extend(images::from_gemini(&parse_merged(answer.response)?)?);
                 }
                 data
             }
@@ -389,7 +389,10 @@ impl Gateway {
         let (body, format) = translate::speech::to_gemini(req)?;
         let call = Call::post(generate_path(&model, "generateContent"), &model, json_bytes(&body)?).slow();
         let answer = self.upstream.send(&call).await?;
-        let parsed = parse_response(&answer.body)?;
+        let parsed: GenerateContentResponse =
+            serde_json::from_slice(&answer.body).map_err(|e| GatewayError::BadUpstreamResponse {
+                message: format!("unreadable answer from Gemini: {e}"),
+            })?;
         if let Some(tokens) = parsed.usage_metadata.as_ref().map(|u| u64::from(u.total_token_count)) {
             self.upstream.pool().record_tokens(answer.key_id, tokens);
         }
