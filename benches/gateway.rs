@@ -213,8 +213,37 @@ async fn main() {
             .spawn()
             .expect("build the release mock first (scripts/bench.sh does)"),
     );
+    // `redis` (or BENCH_REDIS=1): the gateway shares its pool through a local redis-server.
+    let with_redis = std::env::args().any(|a| a == "redis") || std::env::var("BENCH_REDIS").is_ok_and(|v| v == "1");
+    let redis_port = free_port();
+    let _redis = with_redis.then(|| {
+        Proc(
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    &redis_port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server (apt-get install redis-server)"),
+        )
+    });
+    if with_redis {
+        std::thread::sleep(Duration::from_millis(300));
+        println!("gateway with REDIS_URL=redis://127.0.0.1:{redis_port}/0");
+    }
+    let mut command = Command::new(bin("gemini-balance"));
+    if with_redis {
+        command.env("REDIS_URL", format!("redis://127.0.0.1:{redis_port}/0"));
+    }
     let gateway = Proc(
-        Command::new(bin("gemini-balance"))
+        command
             .current_dir(&dir)
             .env("GEMINI_API_KEYS", KEYS.join(","))
             .env("GEMINI_BASE_URL", format!("http://127.0.0.1:{mock_port}"))

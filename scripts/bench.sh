@@ -3,6 +3,7 @@
 # Debian's nginx as the bare-hop baseline and the mock called directly, in one run.
 #   ./scripts/bench.sh          # the comparison table (BENCH_REQUESTS=2000, BENCH_ROUNDS=3)
 #   ./scripts/bench.sh hold     # memory per stream with BENCH_HOLD_STREAMS=8000 held at once
+#   ./scripts/bench.sh redis    # the table with the gateway sharing its pool through redis-server
 # Loopback only; bounded in count and time.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
