@@ -151,6 +151,14 @@ async fn metric(app: &TestApp, name: &str) -> Option<String> {
         .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
 }
 
+/// Waits up to 10 s for the replica's `gb_redis_up` to read `value`.
+async fn redis_up_becomes(app: &TestApp, value: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(app, "gb_redis_up").await.as_deref() != Some(value) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_429_on_one_replica_is_honoured_by_the_other() {
     let redis = Redis::start(free_port()).await;
@@ -281,18 +289,12 @@ async fn a_redis_outage_changes_nothing_for_clients_and_is_reconciled() {
         let (status, body) = one.chat_json(&chat_body(&format!("o{i}"))).await;
         assert_eq!(status, 200, "{body}");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&one, "gb_redis_up").await.as_deref() != Some("0") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    redis_up_becomes(&one, "0").await;
     assert_eq!(metric(&one, "gb_redis_up").await.as_deref(), Some("0"));
 
     // Redis comes back empty: the replica pushes what it decided meanwhile.
     let redis = Redis::start(port).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&one, "gb_redis_up").await.as_deref() != Some("1") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    redis_up_becomes(&one, "1").await;
     assert_eq!(metric(&one, "gb_redis_up").await.as_deref(), Some("1"));
     let two = replica(&m, &[A, B], &redis.url(), "two").await;
     let k = key(&two, "AA1").await;
@@ -316,10 +318,7 @@ async fn redis_absent_at_start_then_joined() {
     assert_eq!(one.chat_json(&chat_body("still serving")).await.0, 200);
     assert_eq!(metric(&one, "gb_redis_up").await.as_deref(), Some("0"));
     let _redis = Redis::start(port).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&one, "gb_redis_up").await.as_deref() != Some("1") && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    redis_up_becomes(&one, "1").await;
     assert_eq!(
         metric(&one, "gb_redis_up").await.as_deref(),
         Some("1"),
