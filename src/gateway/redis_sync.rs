@@ -69,7 +69,7 @@ impl SharedPool {
     }
 }
 
-struct Sync {
+struct Syncer {
     client: redis::Client,
     pool: Arc<KeyPool>,
     prefix: String,
@@ -98,7 +98,7 @@ pub async fn start(settings: RedisSettings, pool: Arc<KeyPool>) -> Result<Arc<Sh
             full.store(true, Ordering::Relaxed);
         }
     }));
-    let sync = Sync {
+    let sync = Syncer {
         client,
         pool,
         prefix: settings.prefix,
@@ -144,7 +144,7 @@ fn warn_down(reason: &str) {
     );
 }
 
-impl Sync {
+impl Syncer {
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
