@@ -19,6 +19,13 @@ pub enum GatewayError {
         all_rate_limited: bool,
         total_keys: usize,
     },
+    /// The call names a file or cached content whose owning key cannot take it now (or is gone).
+    #[error("{message}")]
+    OwnerUnavailable {
+        message: String,
+        retry_after: Option<Duration>,
+        rate_limited: bool,
+    },
     /// A model name of another vendor that no `MODEL_ALIASES` entry maps to a Gemini model.
     #[error("The model `{model}` does not exist on this gateway: it serves Gemini models. Map it to one with MODEL_ALIASES (e.g. MODEL_ALIASES=\"{model}=gemini-2.5-flash\"), or ask for a Gemini model.")]
     UnknownModel { model: String },
@@ -68,6 +75,7 @@ impl GatewayError {
         match self {
             GatewayError::InvalidRequest { .. } => "invalid_request",
             GatewayError::NoKeyAvailable { .. } => "no_key_available",
+            GatewayError::OwnerUnavailable { .. } => "owner_unavailable",
             GatewayError::ModelUnavailable { .. } => "model_unavailable",
             GatewayError::UnknownModel { .. } => "model_not_found",
             GatewayError::UpstreamRejected { .. } => "upstream_rejected",
@@ -87,6 +95,8 @@ impl GatewayError {
                 all_rate_limited: true, ..
             } => 429,
             GatewayError::NoKeyAvailable { .. } => 503,
+            GatewayError::OwnerUnavailable { rate_limited: true, .. } => 429,
+            GatewayError::OwnerUnavailable { .. } => 503,
             GatewayError::ModelUnavailable { .. } | GatewayError::UnknownModel { .. } => 404,
             GatewayError::UpstreamRejected { status, .. } | GatewayError::UpstreamFailed { status, .. } => *status,
             GatewayError::BadUpstreamResponse { .. } => 502,
@@ -98,6 +108,9 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GatewayError::NoKeyAvailable { retry_after, .. } => Some(retry_after_secs(*retry_after)),
+            GatewayError::OwnerUnavailable {
+                retry_after: Some(d), ..
+            } => Some(retry_after_secs(Some(*d))),
             GatewayError::UpstreamFailed {
                 retry_after: Some(d), ..
             } => Some(retry_after_secs(Some(*d))),
@@ -114,6 +127,10 @@ impl GatewayError {
                 all_rate_limited: true, ..
             } => ("rate_limit_error", Some("rate_limit_exceeded"), None),
             GatewayError::NoKeyAvailable { .. } => ("service_unavailable", Some("no_key_available"), None),
+            GatewayError::OwnerUnavailable { rate_limited: true, .. } => {
+                ("rate_limit_error", Some("rate_limit_exceeded"), None)
+            }
+            GatewayError::OwnerUnavailable { .. } => ("service_unavailable", Some("owner_key_unavailable"), None),
             GatewayError::ModelUnavailable { .. } | GatewayError::UnknownModel { .. } => (
                 "invalid_request_error",
                 Some("model_not_found"),

@@ -269,7 +269,7 @@ impl MediaFetcher {
 const BUDGET: &str = "over the size limit";
 
 fn is_http(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://")
+    (url.starts_with("http://") || url.starts_with("https://")) && !super::owners::is_google_file(url)
 }
 
 #[cfg(test)]

@@ -557,6 +557,42 @@ impl KeyPool {
         })
     }
 
+    /// A lease on one particular key (the owner of a file or cached content), or why it cannot
+    /// be had now. `None` when no key has this fingerprint.
+    pub fn acquire_key(&self, fingerprint: &str, model: &str) -> Option<Result<Lease, Unavailable>> {
+        let entry = self.find(fingerprint)?;
+        let now = self.clock.now();
+        let taken = try_take(&mut entry.health(), model, now);
+        Some(match taken {
+            Ok((trial, generation)) => {
+                entry.requests.fetch_add(1, Ordering::Relaxed);
+                Ok(Lease {
+                    entry: entry.clone(),
+                    clock: self.clock.clone(),
+                    settings: self.settings.clone(),
+                    model: model.to_string(),
+                    trial,
+                    generation,
+                    reported: false,
+                    sink: self.sink.get().cloned(),
+                })
+            }
+            Err(blocked) => Err(Unavailable {
+                retry_after: blocked.until.map(|t| t.saturating_duration_since(now)),
+                all_rate_limited: blocked.rate_limited,
+                model_unavailable: blocked.model_unavailable,
+                total_keys: 1,
+            }),
+        })
+    }
+
+    /// Fingerprints of the keys in the pool, in a stable order (for listings that walk every key).
+    pub fn fingerprints(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.snapshot().iter().map(|e| e.fingerprint().to_string()).collect();
+        all.sort();
+        all
+    }
+
     /// Disabled keys whose probe is due, marked as being probed, each with the generation the
     /// probe result must match. The caller probes each and calls [`KeyPool::probe_result`].
     pub fn due_for_probe(&self) -> Vec<(Arc<KeyEntry>, u64)> {

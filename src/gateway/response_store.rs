@@ -20,6 +20,11 @@ impl Owner {
         let digest = Sha256::digest(token.unwrap_or("").as_bytes());
         Owner(digest.iter().take(16).map(|b| format!("{b:02x}")).collect())
     }
+
+    /// The digest as text (what is stored; never the token).
+    pub fn digest(&self) -> &str {
+        &self.0
+    }
 }
 
 #[derive(Debug)]

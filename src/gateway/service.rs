@@ -123,6 +123,7 @@ impl Gateway {
         let (model, wanted) = self.target(requested)?;
         wanted.apply(body, &model);
         translate::sign_calls(body, &model);
+        self.upstream.resources().fill_file_types(body);
         Ok(model)
     }
 
@@ -550,6 +551,10 @@ impl NativeCall {
             body: self.body.clone(),
             model: self.model.clone().unwrap_or_default(),
             slow: false,
+            pin: None,
+            prefer: None,
+            headers: Vec::new(),
+            content_type: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Embedded persistence (SQLite under `DATA_DIR`): keys added at run time and their operator
-//! state, per-key lifetime counters, and the request log.
+//! state, per-key lifetime counters, which key owns each uploaded file and cached content, and
+//! the request log.
 //!
 //! All writes go through one writer thread. Key changes are written before the caller is told
 //! they succeeded (a crash never loses a key); log rows are queued without blocking the request
@@ -44,8 +45,23 @@ pub struct LogRow {
     pub error_class: String,
 }
 
+/// A file or cached content and the key that owns it ([`super::owners`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredResource {
+    pub name: String,
+    /// Fingerprint of the owning key.
+    pub key: String,
+    pub token: Option<String>,
+    pub mime: Option<String>,
+    /// Unix seconds.
+    pub expires: u64,
+    pub created: u64,
+}
+
 enum Cmd {
     Log(LogRow),
+    Resource(StoredResource),
+    ForgetResource(String),
     Key(StoredKey, SyncSender<Result<(), String>>),
     Counters(Vec<StoredCounters>),
     Flush(SyncSender<()>),
@@ -62,6 +78,8 @@ pub struct Store {
 pub struct Snapshot {
     pub keys: Vec<StoredKey>,
     pub counters: Vec<StoredCounters>,
+    /// Owned resources that have not expired.
+    pub resources: Vec<StoredResource>,
 }
 
 fn unix(t: SystemTime) -> i64 {
@@ -81,7 +99,10 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
          CREATE TABLE IF NOT EXISTS request_log (
              at INTEGER NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL, key TEXT NOT NULL, status INTEGER NOT NULL,
              latency_ms INTEGER NOT NULL, tokens INTEGER NOT NULL, error_class TEXT NOT NULL);
-         CREATE INDEX IF NOT EXISTS request_log_at ON request_log(at);",
+         CREATE INDEX IF NOT EXISTS request_log_at ON request_log(at);
+         CREATE TABLE IF NOT EXISTS resources (
+             name TEXT PRIMARY KEY, key TEXT NOT NULL, token TEXT, mime TEXT, expires INTEGER NOT NULL,
+             created INTEGER NOT NULL);",
     )?;
     Ok(conn)
 }
@@ -123,6 +144,17 @@ impl Store {
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+
+    /// Queues an owned resource (written with the next batch).
+    pub fn save_resource(&self, resource: StoredResource) {
+        if self.tx.try_send(Cmd::Resource(resource)).is_err() {
+            tracing::warn!("store queue full; a file ownership record was not written");
+        }
+    }
+
+    pub fn forget_resource(&self, name: String) {
+        let _ = self.tx.try_send(Cmd::ForgetResource(name));
     }
 
     /// Queues a snapshot of the per-key counters.
@@ -193,7 +225,27 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     })? {
         counters.push(row?);
     }
-    Ok(Snapshot { keys, counters })
+    let now = unix(SystemTime::now());
+    conn.execute("DELETE FROM resources WHERE expires <= ?1", [now])?;
+    let mut resources = Vec::new();
+    let mut stmt = conn.prepare("SELECT name, key, token, mime, expires, created FROM resources")?;
+    for row in stmt.query_map([], |r| {
+        Ok(StoredResource {
+            name: r.get(0)?,
+            key: r.get(1)?,
+            token: r.get(2)?,
+            mime: r.get(3)?,
+            expires: r.get::<_, i64>(4)?.max(0) as u64,
+            created: r.get::<_, i64>(5)?.max(0) as u64,
+        })
+    })? {
+        resources.push(row?);
+    }
+    Ok(Snapshot {
+        keys,
+        counters,
+        resources,
+    })
 }
 
 fn write_logs(conn: &mut Connection, rows: &mut Vec<LogRow>) {
@@ -259,6 +311,7 @@ fn restrict(path: &Path) -> std::io::Result<()> {
 fn prune(conn: &Connection, retention: Duration, max_rows: u64) {
     const BATCH: i64 = 5_000;
     let cutoff = unix(SystemTime::now()) - retention.as_secs() as i64;
+    let _ = conn.execute("DELETE FROM resources WHERE expires <= ?1", [unix(SystemTime::now())]);
     for _ in 0..1_000 {
         match conn.execute(
             "DELETE FROM request_log WHERE rowid IN (SELECT rowid FROM request_log WHERE at < ?1 ORDER BY rowid LIMIT ?2)",
@@ -334,6 +387,20 @@ fn writer(mut conn: Connection, rx: Receiver<Cmd>, retention: Duration, max_rows
                 if let Err(e) = result {
                     tracing::error!(error = %e, "could not write key counters");
                 }
+            }
+            Ok(Cmd::Resource(r)) => {
+                let result = conn.execute(
+                    "INSERT INTO resources (name, key, token, mime, expires, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(name) DO UPDATE SET key = excluded.key, token = excluded.token, mime = excluded.mime,
+                     expires = excluded.expires",
+                    params![r.name, r.key, r.token, r.mime, r.expires as i64, r.created as i64],
+                );
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "could not write a file ownership record");
+                }
+            }
+            Ok(Cmd::ForgetResource(name)) => {
+                let _ = conn.execute("DELETE FROM resources WHERE name = ?1", [name]);
             }
             Ok(Cmd::Flush(ack)) => {
                 write_logs(&mut conn, &mut pending);

@@ -23,6 +23,7 @@ use super::config::UpstreamSettings;
 use super::error::GatewayError;
 use super::gemini::{self, ErrorBody};
 use super::metrics::{Metrics, RequestTrace};
+use super::owners::{self, Resources};
 use super::pool::{FailureClass, KeyPool, Lease, Outcome, RetryAfter, Verdict};
 use super::sse::SseParser;
 
@@ -40,6 +41,16 @@ pub struct Call {
     /// A non-streaming call Google may take long to answer (image, speech generation): its
     /// headers are awaited up to the total timeout instead of the first-byte timeout.
     pub slow: bool,
+    /// The call must go out on this key (fingerprint) and no other: the owner of a file, a
+    /// cached content or an upload session. Calls that name owned resources in their body are
+    /// pinned without asking ([`Resources::pin_for`]).
+    pub pin: Option<String>,
+    /// Try this key first, then rotate as usual (a client's uploads gather on one key).
+    pub prefer: Option<String>,
+    /// Extra request headers (the resumable upload protocol's `X-Goog-Upload-*`).
+    pub headers: Vec<(&'static str, String)>,
+    /// Body type when it is not JSON (an upload's bytes).
+    pub content_type: Option<String>,
 }
 
 impl Call {
@@ -51,6 +62,10 @@ impl Call {
             body: None,
             model: String::new(),
             slow: false,
+            pin: None,
+            prefer: None,
+            headers: Vec::new(),
+            content_type: None,
         }
     }
     pub fn post(path: impl Into<String>, model: &str, body: Bytes) -> Self {
@@ -61,6 +76,10 @@ impl Call {
             body: Some(body),
             model: model.to_string(),
             slow: false,
+            pin: None,
+            prefer: None,
+            headers: Vec::new(),
+            content_type: None,
         }
     }
 
@@ -81,6 +100,10 @@ pub struct Answer {
     pub body: Bytes,
     pub key: String,
     pub key_id: u64,
+    /// Fingerprint of the key that answered (resources it made belong to it).
+    pub fingerprint: String,
+    /// Google's `X-Goog-Upload-*` response headers, lowercase (empty for other calls).
+    pub upload_headers: Vec<(String, String)>,
 }
 
 /// A whole answer folded from a stream's events ([`Upstream::generate`]), still as a JSON value.
@@ -196,6 +219,7 @@ pub struct Upstream {
     max_retries: u32,
     metrics: Arc<Metrics>,
     probe_model: String,
+    resources: Arc<Resources>,
 }
 
 impl Upstream {
@@ -228,6 +252,7 @@ impl Upstream {
             max_retries,
             metrics,
             probe_model: "gemini-2.5-flash".to_string(),
+            resources: Arc::new(Resources::default()),
         })
     }
 
@@ -237,6 +262,16 @@ impl Upstream {
             self.probe_model = model.trim().to_string();
         }
         self
+    }
+
+    /// The registry of which key owns which file and cached content.
+    pub fn with_resources(mut self, resources: Arc<Resources>) -> Self {
+        self.resources = resources;
+        self
+    }
+
+    pub fn resources(&self) -> &Arc<Resources> {
+        &self.resources
     }
 
     pub fn pool(&self) -> &Arc<KeyPool> {
@@ -266,9 +301,15 @@ impl Upstream {
             .http
             .request(call.method.clone(), url)
             .header("x-goog-api-key", lease.key().expose());
+        for (name, value) in &call.headers {
+            req = req.header(*name, value);
+        }
         if let Some(body) = &call.body {
             req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    call.content_type.as_deref().unwrap_or("application/json"),
+                )
                 .body(body.clone());
         }
         req
@@ -329,8 +370,30 @@ impl Upstream {
     {
         let mut tried: Vec<u64> = Vec::new();
         let mut last: Option<(Outcome, u16, ErrorBody)> = None;
-        for n in 1..=self.max_retries {
-            let lease = match self.pool.acquire(&call.model, &tried) {
+        // A call that names a file or cached content goes to the key that owns it, only there.
+        let pin = match (&call.pin, &call.body) {
+            (Some(key), _) => Some(owners::Pin {
+                key: key.clone(),
+                resource: String::new(),
+            }),
+            (None, Some(body)) => self.resources.pin_for(body)?,
+            (None, None) => None,
+        };
+        let attempts = if pin.is_some() { 1 } else { self.max_retries };
+        for n in 1..=attempts {
+            let acquired = match &pin {
+                Some(pin) => Ok(self.pinned_lease(pin, &call.model).await?),
+                None => match call
+                    .prefer
+                    .as_deref()
+                    .filter(|_| n == 1)
+                    .and_then(|key| self.pool.acquire_key(key, &call.model))
+                {
+                    Some(Ok(lease)) => Ok(lease),
+                    _ => self.pool.acquire(&call.model, &tried),
+                },
+            };
+            let lease = match acquired {
                 Ok(lease) => lease,
                 Err(unavailable) if last.is_none() => {
                     tracing::warn!(model = %call.model, keys = unavailable.total_keys, "no key available");
@@ -426,6 +489,55 @@ impl Upstream {
         })
     }
 
+    /// The lease on the one key a pinned call may use. A key that is cooling down is waited for
+    /// when its wait is short; otherwise the client hears when to come back.
+    async fn pinned_lease(&self, pin: &owners::Pin, model: &str) -> Result<Lease, GatewayError> {
+        const OWNER_WAIT: Duration = Duration::from_secs(20);
+        let what = if pin.resource.is_empty() {
+            "This resource".to_string()
+        } else {
+            format!("`{}`", pin.resource)
+        };
+        let mut waited = false;
+        loop {
+            let unavailable = match self.pool.acquire_key(&pin.key, model) {
+                Some(Ok(lease)) => return Ok(lease),
+                None => {
+                    return Err(GatewayError::OwnerUnavailable {
+                        message: format!(
+                            "{what} belongs to a Gemini API key that is no longer in the pool; no other key can use it. Upload it again."
+                        ),
+                        retry_after: None,
+                        rate_limited: false,
+                    })
+                }
+                Some(Err(unavailable)) => unavailable,
+            };
+            match unavailable.retry_after {
+                Some(wait) if !waited && wait <= OWNER_WAIT.min(self.settings.total_timeout) => {
+                    waited = true;
+                    tokio::time::sleep(wait).await;
+                }
+                retry_after => {
+                    let reason = if unavailable.model_unavailable {
+                        format!("it has no quota for {model}")
+                    } else if unavailable.all_rate_limited {
+                        "it is rate-limited".to_string()
+                    } else {
+                        "it is disabled or cooling down".to_string()
+                    };
+                    return Err(GatewayError::OwnerUnavailable {
+                        message: format!(
+                            "{what} belongs to one Gemini API key of the pool, and only that key can use it; {reason} now."
+                        ),
+                        retry_after,
+                        rate_limited: unavailable.all_rate_limited,
+                    });
+                }
+            }
+        }
+    }
+
     /// Sends and waits for the response headers, within the first-byte timeout (and `deadline`).
     async fn send_headers(
         &self,
@@ -475,6 +587,15 @@ impl Upstream {
         if !resp.status().is_success() {
             return self.read_error(&mut lease, resp).await;
         }
+        let upload_headers: Vec<(String, String)> = if call.headers.is_empty() {
+            Vec::new()
+        } else {
+            resp.headers()
+                .iter()
+                .filter(|(name, _)| name.as_str().starts_with("x-goog-upload-"))
+                .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+                .collect()
+        };
         let body = match tokio::time::timeout_at(deadline, resp.bytes()).await {
             Err(_) => {
                 let outcome = Outcome::Stalled {
@@ -493,6 +614,8 @@ impl Upstream {
             body,
             key: lease.masked().to_string(),
             key_id: lease.key_id(),
+            fingerprint: lease.entry().fingerprint().to_string(),
+            upload_headers,
         })
     }
 

@@ -16,7 +16,10 @@
 //!
 //! Errors follow Google's semantics: a 403 is either about the key (suspended, with the key in
 //! the message as Google writes it) or about the request (a file or cached content the key's
-//! project does not own: this mock owns none, so every `fileData`/`cachedContent` gets it).
+//! project does not own). Files and cached contents belong to the key that made them
+//! ([`files`]).
+
+mod files;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -109,6 +112,7 @@ pub struct MockState {
     pub streams_started: AtomicU64,
     pub streams_completed: AtomicU64,
     pub streams_cancelled: AtomicU64,
+    resources: files::Resources,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -212,6 +216,11 @@ impl MockGemini {
         lock(&self.state.stats).by_key.get(key).copied().unwrap_or(0)
     }
 
+    /// The key that owns a file or cached content (`files/…`, `cachedContents/…`).
+    pub fn owner_of(&self, name: &str) -> Option<String> {
+        self.state.resources.owner_of(name)
+    }
+
     pub fn state(&self) -> &Arc<MockState> {
         &self.state
     }
@@ -219,10 +228,18 @@ impl MockGemini {
     pub fn router(&self) -> Router {
         let api = Router::new()
             .route("/models", get(list_models))
-            .route("/models/{name}", get(get_model).post(model_action));
+            .route("/models/{name}", get(get_model).post(model_action))
+            .route("/files", get(files::list_files))
+            .route("/files/{id}", get(files::get_file).delete(files::delete_file))
+            .route("/cachedContents", get(files::list_caches).post(files::create_cache))
+            .route(
+                "/cachedContents/{id}",
+                get(files::cache).patch(files::cache).delete(files::cache),
+            );
         Router::new()
             .nest("/v1beta", api.clone())
             .nest("/v1", api)
+            .route("/upload/v1beta/files", post(files::upload))
             .route("/mock/keys/{key}", post(control_set))
             .route("/mock/timing", post(control_timing))
             .route("/mock/stats", get(control_stats))
@@ -520,7 +537,7 @@ async fn model_action(
     if !known {
         return not_found(model);
     }
-    if let Some(resp) = foreign_resource(&req) {
+    if let Some(resp) = state.resources.foreign(&key, &req) {
         return resp;
     }
     let (first_delay, delay) = match behavior {
@@ -1118,33 +1135,6 @@ async fn control_timing(State(state): State<Arc<MockState>>, Json(t): Json<Timin
     state.first_event_delay_ms.store(t.first_event_ms, Ordering::Relaxed);
     state.chunk_delay_ms.store(t.between_ms, Ordering::Relaxed);
     StatusCode::NO_CONTENT
-}
-
-/// Files and cached contents belong to the project of the key that made them; this mock's keys
-/// own none, so a request naming one gets Google's request-scoped 403.
-fn foreign_resource(req: &Value) -> Option<Response> {
-    if let Some(name) = req.get("cachedContent").and_then(Value::as_str) {
-        let _ = name;
-        return Some(google_error(
-            403,
-            "PERMISSION_DENIED",
-            "CachedContent not found (or permission denied)",
-            json!([]),
-        ));
-    }
-    let contents = req.get("contents").and_then(Value::as_array)?;
-    let uri = contents
-        .iter()
-        .filter_map(|c| c.get("parts").and_then(Value::as_array))
-        .flatten()
-        .find_map(|p| p.pointer("/fileData/fileUri").and_then(Value::as_str))?;
-    let id = uri.rsplit('/').next().unwrap_or(uri);
-    Some(google_error(
-        403,
-        "PERMISSION_DENIED",
-        &format!("You do not have permission to access the File {id} or it may not exist."),
-        json!([]),
-    ))
 }
 
 async fn control_stats(State(state): State<Arc<MockState>>) -> Json<Value> {

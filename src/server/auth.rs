@@ -122,7 +122,8 @@ pub async fn open_mode_guard(State(state): State<AppState>, req: Request, next: 
     // cross-site form; so does an empty body.
     let credentialed = headers.contains_key(header::AUTHORIZATION)
         || headers.contains_key("x-goog-api-key")
-        || headers.contains_key("x-api-key");
+        || headers.contains_key("x-api-key")
+        || headers.contains_key("x-goog-upload-command");
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let has_body = content_type.is_some()
         || headers.contains_key(header::TRANSFER_ENCODING)

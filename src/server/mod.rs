@@ -25,6 +25,7 @@ use crate::gateway::clock::SystemClock;
 use crate::gateway::config::Settings;
 use crate::gateway::media::MediaFetcher;
 use crate::gateway::metrics::Metrics;
+use crate::gateway::owners::Resources;
 use crate::gateway::pool::KeyPool;
 use crate::gateway::redis_sync::SharedPool;
 use crate::gateway::response_store::ResponseStore;
@@ -108,6 +109,18 @@ fn openai_api(state: &AppState) -> Router<AppState> {
         )
         .route("/images/edits", post(openai::images_edits).layer(auth.clone()))
         .route("/audio/speech", post(openai::audio_speech).layer(auth.clone()))
+        .route(
+            "/files",
+            get(routes::files::openai_list)
+                .post(routes::files::openai_upload)
+                .layer(auth.clone()),
+        )
+        .route(
+            "/files/{id}",
+            get(routes::files::openai_get)
+                .delete(routes::files::openai_delete)
+                .layer(auth.clone()),
+        )
         .route("/embeddings", post(openai::embeddings).layer(auth))
         // Shared with Google's v1 API: these answer in the caller's dialect and check its
         // credentials themselves; POST `{model}:{action}` is Google's.
@@ -125,13 +138,30 @@ fn openai_api(state: &AppState) -> Router<AppState> {
 /// The Gemini-native API (`models`, `models/{model}`, `models/{model}:{action}`), mounted at
 /// `/v1beta`, `/gemini/v1beta` and `/gemini/v1`.
 fn gemini_api(state: &AppState) -> Router<AppState> {
-    use routes::gemini;
+    use routes::{files, gemini};
     Router::new()
         .route("/models", get(gemini::list_models))
         .route("/models/{name}", get(gemini::get_model).post(gemini::model_action))
+        .route("/files", get(files::list_files))
+        .route("/files/{id}", get(files::file).delete(files::file))
+        .route("/cachedContents", get(files::list_caches).post(files::create_cache))
+        .route(
+            "/cachedContents/{id}",
+            get(files::cache).patch(files::cache).delete(files::cache),
+        )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
         .fallback(gemini::not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+}
+
+/// The Files API's resumable uploads, at Google's path (SDKs keep it whatever base URL they
+/// were given) and under `/gemini`.
+fn upload_api(state: &AppState) -> Router<AppState> {
+    use routes::files;
+    Router::new()
+        .route("/upload/v1beta/files", post(files::upload))
+        .route("/gemini/upload/v1beta/files", post(files::upload))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -169,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1beta", native.clone())
         .nest("/gemini/v1beta", native.clone())
         .nest("/gemini/v1", native)
+        .merge(upload_api(&state))
         .nest("/admin/api", admin_api(&state))
         .route("/healthz", get(routes::health::healthz))
         .route("/metrics", get(routes::admin::metrics))
@@ -249,7 +280,8 @@ impl Application {
                 metrics.clone(),
             )
             .map_err(StartupError::Client)?
-            .with_probe_model(&settings.probe_model),
+            .with_probe_model(&settings.probe_model)
+            .with_resources(Arc::new(Resources::new(Some(store.clone()), snapshot.resources))),
         );
         if !assets::site_present() {
             tracing::warn!("the web UI was not built into this binary (run `cargo leptos build --release`); the API works without it");

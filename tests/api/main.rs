@@ -6,6 +6,7 @@ mod admin;
 mod anthropic;
 mod edge;
 mod errors_auth;
+mod files;
 mod gemini_native;
 mod helpers;
 mod images_speech;

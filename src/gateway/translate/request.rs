@@ -12,6 +12,7 @@ use crate::gateway::gemini::{
 use crate::gateway::openai::{
     ChatCompletionRequest, ChatMessage, ContentPart, MessageContent, ResponseFormat, Role, ToolChoice,
 };
+use crate::gateway::owners;
 
 /// The model id as Gemini's URL takes it: `models/` prefix removed, checked to be a plain name.
 pub fn model_id(model: &str) -> Result<String, GatewayError> {
@@ -164,6 +165,9 @@ fn content_parts(msg: &ChatMessage, param: &str) -> Result<Vec<Part>, GatewayErr
                 let param = format!("{param}.content[{j}]");
                 match p {
                     ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => Ok(Part::text(text.clone())),
+                    ContentPart::ImageUrl { image_url } if owners::is_google_file(&image_url.url) => {
+                        Ok(file_part(image_url.url.clone(), None))
+                    }
                     ContentPart::ImageUrl { image_url } => data_url_part(&image_url.url, &param),
                     ContentPart::InputAudio { input_audio } => Ok(Part {
                         inline_data: Some(Blob {
@@ -181,14 +185,38 @@ fn content_parts(msg: &ChatMessage, param: &str) -> Result<Vec<Part>, GatewayErr
                             }),
                             ..Default::default()
                         }),
-                        None => Err(GatewayError::invalid(
-                            "file parts need inline 'file_data'; uploaded file ids are not supported",
-                            Some(&param),
-                        )),
+                        None => match file
+                            .file_id
+                            .as_deref()
+                            .and_then(crate::gateway::files::file_name_of_openai_id)
+                        {
+                            Some(name) => Ok(file_part(
+                                format!("{}{}", owners::GOOGLE_FILES, name.trim_start_matches("files/")),
+                                file.filename
+                                    .as_deref()
+                                    .map(|f| guess_mime(Some(f)))
+                                    .filter(|m| m != "application/octet-stream"),
+                            )),
+                            None => Err(GatewayError::invalid(
+                                "file parts need inline 'file_data' or a 'file_id' from POST /v1/files",
+                                Some(&param),
+                            )),
+                        },
                     },
                 }
             })
             .collect(),
+    }
+}
+
+/// A part naming a Files API file (its type is filled in from the registry when known).
+fn file_part(uri: String, mime_type: Option<String>) -> Part {
+    Part {
+        file_data: Some(crate::gateway::gemini::FileData {
+            mime_type,
+            file_uri: uri,
+        }),
+        ..Default::default()
     }
 }
 

@@ -19,7 +19,7 @@ use crate::server::error::GoogleError;
 use crate::server::AppState;
 
 /// The gateway token as Google's SDKs send a key: `x-goog-api-key`, `?key=`, or a bearer token.
-fn client_token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
+pub(crate) fn client_token<'a>(headers: &'a HeaderMap, query: &'a HashMap<String, String>) -> Option<&'a str> {
     headers
         .get("x-goog-api-key")
         .and_then(|v| v.to_str().ok())
@@ -36,7 +36,11 @@ fn google_status(code: StatusCode, status: &str, message: &str) -> Response {
     clippy::result_large_err,
     reason = "the error is the response to send; built once per request"
 )]
-fn check_auth(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>) -> Result<(), Response> {
+pub(crate) fn check_auth(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<(), Response> {
     if is_allowed(state, client_token(headers, query)) {
         Ok(())
     } else {

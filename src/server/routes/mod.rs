@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod anthropic;
+pub mod files;
 pub mod gemini;
 pub mod health;
 pub mod openai;
