@@ -240,6 +240,7 @@ impl MockGemini {
             .nest("/v1beta", api.clone())
             .nest("/v1", api)
             .route("/upload/v1beta/files", post(files::upload))
+            .route("/upload/v1/files", post(files::upload))
             .route("/mock/keys/{key}", post(control_set))
             .route("/mock/timing", post(control_timing))
             .route("/mock/stats", get(control_stats))

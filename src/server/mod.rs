@@ -109,17 +109,22 @@ fn openai_api(state: &AppState) -> Router<AppState> {
         )
         .route("/images/edits", post(openai::images_edits).layer(auth.clone()))
         .route("/audio/speech", post(openai::audio_speech).layer(auth.clone()))
-        .route(
-            "/files",
-            get(routes::files::openai_list)
-                .post(routes::files::openai_upload)
-                .layer(auth.clone()),
-        )
+        .route("/files", post(routes::files::openai_upload).layer(auth.clone()))
+        // Shared with Google's v1 API like the model routes below.
+        .route("/files", get(routes::files::v1_files))
         .route(
             "/files/{id}",
-            get(routes::files::openai_get)
-                .delete(routes::files::openai_delete)
-                .layer(auth.clone()),
+            get(routes::files::v1_file).delete(routes::files::v1_file),
+        )
+        .route(
+            "/cachedContents",
+            get(routes::files::list_caches).post(routes::files::create_cache),
+        )
+        .route(
+            "/cachedContents/{id}",
+            get(routes::files::cache)
+                .patch(routes::files::cache)
+                .delete(routes::files::cache),
         )
         .route("/embeddings", post(openai::embeddings).layer(auth))
         // Shared with Google's v1 API: these answer in the caller's dialect and check its
@@ -159,8 +164,8 @@ fn gemini_api(state: &AppState) -> Router<AppState> {
 fn upload_api(state: &AppState) -> Router<AppState> {
     use routes::files;
     Router::new()
-        .route("/upload/v1beta/files", post(files::upload))
-        .route("/gemini/upload/v1beta/files", post(files::upload))
+        .route("/upload/{version}/files", post(files::upload))
+        .route("/gemini/upload/{version}/files", post(files::upload))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
 }
 

@@ -82,3 +82,35 @@ def test_errors_raise_the_usual_exceptions(client):
         client.models.generate_content(model="gemini-unknown", contents="x")
     assert e.value.code == 404
     assert "gemini-unknown" in str(e.value)
+
+
+def test_files_and_caches_stay_on_their_key(client):
+    import io
+
+    uploaded = client.files.upload(
+        file=io.BytesIO(b"a document worth caching " * 40),
+        config=types.UploadFileConfig(mime_type="text/plain", display_name="doc"),
+    )
+    assert uploaded.name.startswith("files/")
+    assert uploaded.state == types.FileState.ACTIVE
+    assert client.files.get(name=uploaded.name).display_name == "doc"
+    assert uploaded.name in [f.name for f in client.files.list(config=types.ListFilesConfig(page_size=1))]
+    # Several calls: rotation would reach a key that does not own the file; none fails.
+    for i in range(4):
+        r = client.models.generate_content(model=MODEL, contents=[uploaded, f"summary {i}"])
+        assert r.text.startswith("Echo:")
+    cache = client.caches.create(
+        model=MODEL,
+        config=types.CreateCachedContentConfig(contents=[uploaded], ttl="600s"),
+    )
+    assert cache.name.startswith("cachedContents/")
+    for i in range(3):
+        r = client.models.generate_content(
+            model=MODEL, contents=f"q{i}", config=types.GenerateContentConfig(cached_content=cache.name)
+        )
+        assert r.text == f"Echo: q{i}"
+    client.caches.delete(name=cache.name)
+    client.files.delete(name=uploaded.name)
+    with pytest.raises(errors.ClientError) as e:
+        client.files.get(name=uploaded.name)
+    assert e.value.code == 403

@@ -209,3 +209,20 @@ def test_audio_speech_as_wav_and_pcm(client):
     assert len(pcm.read()) == 2400 * 2
     with pytest.raises(openai.BadRequestError):
         client.audio.speech.create(model="tts-1", voice="alloy", input="x", response_format="mp3")
+
+
+def test_files_upload_and_use_in_chat(client):
+    f = client.files.create(file=("notes.txt", b"meeting notes: ship it", "text/plain"), purpose="user_data")
+    assert f.id.startswith("file-") and f.filename == "notes.txt" and f.bytes == 22
+    for i in range(3):
+        r = client.chat.completions.create(
+            model="gemini-2.5-flash",
+            messages=[{"role": "user", "content": [
+                {"type": "file", "file": {"file_id": f.id}},
+                {"type": "text", "text": f"summarize {i}"},
+            ]}],
+        )
+        assert r.choices[0].message.content.startswith("Echo:")
+    assert client.files.retrieve(f.id).id == f.id
+    assert f.id in [x.id for x in client.files.list()]
+    assert client.files.delete(f.id).deleted

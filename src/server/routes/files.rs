@@ -11,6 +11,7 @@ use bytes::Bytes;
 use crate::gateway::error::GatewayError;
 use crate::gateway::files::{self, Kind, Passed};
 use crate::gateway::response_store::Owner;
+use crate::server::auth::{bearer_from, check_bearer, is_google_style};
 use crate::server::error::{ApiError, GoogleError};
 use crate::server::routes::gemini::{check_auth, client_token};
 use crate::server::AppState;
@@ -71,14 +72,23 @@ fn token_digest(headers: &HeaderMap, query: &HashMap<String, String>) -> String 
     Owner::of_token(client_token(headers, query)).digest().to_string()
 }
 
-/// `POST /upload/v1beta/files`: starts an upload (token required), or carries a piece of one
+/// `POST /upload/{v1beta|v1}/files`: starts an upload (token required), or carries a piece of one
 /// (`?upload_id=`: the id Google issued is the credential, as at Google).
 pub async fn upload(
     State(state): State<AppState>,
+    Path(version): Path<String>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response {
+    if version != "v1beta" && version != "v1" {
+        return GoogleError(GatewayError::UpstreamRejected {
+            status: 404,
+            error: crate::gateway::gemini::ErrorBody::new(404, "NOT_FOUND", "Unknown upload API version."),
+            raw: Bytes::new(),
+        })
+        .into_response();
+    }
     let base = public_base(&headers);
     if let Some(id) = query.get("upload_id") {
         let body = match read_body(req, MAX_UPLOAD_PIECE).await {
@@ -282,8 +292,44 @@ fn openai_name(id: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError(GatewayError::invalid(format!("No such file: {id}"), Some("file_id"))))
 }
 
-/// `GET /v1/files/{id}` (OpenAI).
-pub async fn openai_get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// `GET`/`DELETE /v1/files/{id}`: OpenAI's, or Google's v1 for a Google SDK (its key header).
+pub async fn v1_file(
+    State(state): State<AppState>,
+    method: Method,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    if is_google_style(&headers, &query) {
+        return Ok(one(&state, Kind::Files, &id, method, &headers, &query, req).await);
+    }
+    if let Err(resp) = check_bearer(&state, bearer_from(&headers)) {
+        return Ok(resp);
+    }
+    if method == Method::DELETE {
+        openai_delete(state, id).await
+    } else {
+        openai_get(state, id).await
+    }
+}
+
+/// `GET /v1/files`: OpenAI's list, or Google's v1 for a Google SDK.
+pub async fn v1_files(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    if is_google_style(&headers, &query) {
+        return Ok(list(&state, Kind::Files, &headers, &query).await);
+    }
+    if let Err(resp) = check_bearer(&state, bearer_from(&headers)) {
+        return Ok(resp);
+    }
+    openai_list(state).await
+}
+
+async fn openai_get(state: AppState, id: String) -> Result<Response, ApiError> {
     let bare = openai_name(&id)?;
     let body = state
         .gateway
@@ -293,8 +339,7 @@ pub async fn openai_get(State(state): State<AppState>, Path(id): Path<String>) -
     Ok(axum::Json(files::openai_file(&file, "user_data")).into_response())
 }
 
-/// `DELETE /v1/files/{id}` (OpenAI).
-pub async fn openai_delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn openai_delete(state: AppState, id: String) -> Result<Response, ApiError> {
     let bare = openai_name(&id)?;
     state
         .gateway
@@ -303,8 +348,8 @@ pub async fn openai_delete(State(state): State<AppState>, Path(id): Path<String>
     Ok(axum::Json(serde_json::json!({"id": id, "object": "file", "deleted": true})).into_response())
 }
 
-/// `GET /v1/files` (OpenAI): the first 100 files of every key.
-pub async fn openai_list(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// OpenAI's file list: the first 100 files of every key.
+async fn openai_list(state: AppState) -> Result<Response, ApiError> {
     let page = state.gateway.list_resources(Kind::Files, Some(100), None).await?;
     let data: Vec<serde_json::Value> = page
         .get("files")
