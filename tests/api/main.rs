@@ -9,6 +9,7 @@ mod errors_auth;
 mod gemini_native;
 mod helpers;
 mod images_speech;
+mod logs;
 mod media;
 mod openai_chat;
 mod pool_failover;
