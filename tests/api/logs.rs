@@ -179,8 +179,8 @@ async fn each_filter_narrows_the_log_and_pages_cover_it_once() {
     assert!(by_route[0]["route"].as_str().unwrap().starts_with("/v1beta"));
     let by_status = count("status=404").await;
     assert_eq!(by_status.len(), 1);
-    assert_eq!(by_status[0]["error_class"], "model_not_found");
-    let by_class = count("error_class=model_not_found").await;
+    assert_eq!(by_status[0]["error_class"], "upstream_rejected");
+    let by_class = count("error_class=upstream_rejected").await;
     assert_eq!(ids(&json!({"rows": by_class})), ids(&json!({"rows": by_status})));
     let ok = count("error_class=success").await;
     assert_eq!(ok.len(), 8);
