@@ -51,3 +51,62 @@ test("the admin page shows a failing key with its reason and re-enables it", asy
   await page.setViewportSize({ width: 1280, height: 800 });
   await page.screenshot({ path: path.join(SHOTS, "admin.png"), fullPage: true });
 });
+
+test("the logs tab lists requests, shows a failed-over request's attempts, and a key's last 24 hours", async ({ page, request }) => {
+  const auth = { authorization: "Bearer e2e-admin" };
+  // Put the invalid key back in rotation: of three requests, one tries it first and fails over.
+  const keys = await (await request.get(`${LOCKED}/admin/api/keys`, { headers: auth })).json();
+  const invalid = keys.find((k: { masked: string }) => k.masked.endsWith("003"));
+  await request.post(`${LOCKED}/admin/api/keys/${invalid.id}/reset`, { headers: auth });
+  for (let i = 0; i < 3; i++) {
+    const r = await request.post(`${LOCKED}/v1/chat/completions`, {
+      headers: { authorization: "Bearer e2e-token" },
+      data: { model: "gemini-2.5-flash", messages: [{ role: "user", content: "log me" }] },
+    });
+    expect(r.status()).toBe(200);
+  }
+  // The log is written in batches (every half second).
+  await expect
+    .poll(async () => {
+      const logs = await (await request.get(`${LOCKED}/admin/api/logs?limit=500`, { headers: auth })).json();
+      return logs.rows.some((r: { attempts: number }) => r.attempts === 2);
+    })
+    .toBe(true);
+
+  await page.goto(`${LOCKED}/admin`);
+  await expect(page.locator(".admin[data-hydrated='true']")).toBeVisible();
+  await page.getByLabel("Admin token").fill("e2e-admin");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("tab", { name: "Logs" }).click();
+  await expect(page.locator("tr.log-row").first()).toBeVisible();
+
+  const failedOver = page.locator("tr.log-row").filter({ has: page.locator("td:nth-child(7)", { hasText: /^2$/ }) }).first();
+  await failedOver.click();
+  const detail = page.locator(".log-detail");
+  await expect(detail.locator(".log-message")).toContainText("API key not valid");
+  await expect(detail.locator("tr.attempt")).toHaveCount(2);
+  await expect(detail.locator("tr.attempt").first()).toContainText("AIza…003");
+  await expect(detail.locator("tr.attempt").first()).toContainText("invalid key");
+  await expect(detail.locator("tr.attempt").nth(1)).toContainText("success");
+
+  // A filter narrows the list.
+  await page.locator("#log-status").fill("200");
+  await page.locator("#log-model").fill("gemini-nope");
+  await page.getByRole("button", { name: "Search" }).click();
+  await expect(page.getByText("No requests match.")).toBeVisible();
+  await page.getByRole("button", { name: "Clear" }).click();
+  await expect(page.locator("tr.log-row").first()).toBeVisible();
+
+  // A key's last 24 hours, from the key list.
+  await page.getByRole("tab", { name: "Keys" }).click();
+  await page.locator("tr", { hasText: "AIza…001" }).getByRole("button", { name: "Stats" }).click();
+  await expect(page.locator(".key-stats")).toContainText("AIza…001");
+  await expect(page.locator(".key-stats .stat-requests")).not.toHaveText("0");
+  await expect(page.locator("tr.log-row").first()).toContainText("AIza…001");
+  expect(await page.content()).not.toContain("AIzaE2eKey");
+
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await failedOver.click().catch(() => {});
+  await page.screenshot({ path: path.join(SHOTS, "admin-logs.png"), fullPage: true });
+});

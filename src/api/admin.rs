@@ -85,3 +85,100 @@ pub struct ValidationProgress {
     #[serde(default)]
     pub inconclusive: usize,
 }
+
+/// Filters and paging of `GET /admin/api/logs` (all optional; they combine with AND).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogQuery {
+    /// Seconds since the Unix epoch, inclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    /// Seconds since the Unix epoch, exclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+    /// The masked key (`AIza…x7Q`) or the key's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The route pattern, e.g. `/v1/chat/completions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<String>,
+    /// The `next` cursor of the previous page: rows older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// Rows per page (default 50, at most 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One request of the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub id: i64,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub request_id: String,
+    pub route: String,
+    pub model: String,
+    /// The key that served (or last tried), masked.
+    pub key: String,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub tokens: u64,
+    /// Empty for a success.
+    pub error_class: String,
+    /// How many upstream attempts the request made.
+    pub attempts: u32,
+}
+
+/// A page of the log, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogPage {
+    pub rows: Vec<LogEntry>,
+    /// Cursor for the next (older) page, when there may be one.
+    pub next: Option<String>,
+}
+
+/// One upstream attempt of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogAttempt {
+    /// Masked.
+    pub key: String,
+    pub outcome: String,
+    pub status: u16,
+    pub latency_ms: u64,
+}
+
+/// One request with its error message (keys masked) and its attempts in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogDetail {
+    pub entry: LogEntry,
+    pub message: String,
+    pub attempts: Vec<LogAttempt>,
+}
+
+/// One hour of a key's requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HourStats {
+    /// Start of the hour, seconds since the Unix epoch.
+    pub start: u64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+/// A key's requests over the last 24 hours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyStats {
+    pub id: String,
+    pub masked: String,
+    pub requests: u64,
+    pub errors: u64,
+    /// Error class → requests, most frequent first.
+    pub errors_by_class: Vec<(String, u64)>,
+    /// 24 hourly buckets, oldest first.
+    pub hours: Vec<HourStats>,
+}

@@ -1,5 +1,6 @@
 //! The admin page (`/admin`): the key pool at a glance (states, reasons, rates, a chart of the
-//! last hour) and its management (add, remove, disable, enable, reset, validate). It talks to the
+//! last hour) and its management (add, remove, disable, enable, reset, validate), and the request
+//! log (the Logs tab, see [`super::logs`]). It talks to the
 //! admin JSON API with the admin token, which the browser keeps; the server checks it on every call
 //! and never sends a full key.
 
@@ -7,6 +8,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::browser;
+use super::logs::{KeyStatsPanel, LogsView};
 use crate::api::admin::{AddKeysResult, KeyView, PoolSummary, ValidationProgress};
 
 const STORE_ADMIN_TOKEN: &str = "gb.admin-token";
@@ -74,6 +76,10 @@ pub fn AdminPage() -> impl IntoView {
     let sort = RwSignal::new(SortBy::State);
     let new_keys = RwSignal::new(String::new());
     let loaded = RwSignal::new(false);
+    let logs_tab = RwSignal::new(false);
+    // The key (id, masked) whose last 24 hours the Logs tab shows, from the key list's "Stats".
+    let stats_key = RwSignal::new(None::<(String, String)>);
+    let log_key = RwSignal::new(String::new());
 
     let refresh = move || {
         let Some(t) = token.get_untracked() else { return };
@@ -201,6 +207,7 @@ pub fn AdminPage() -> impl IntoView {
             .map(|k| {
                 let id = k.id.clone();
                 let (id_toggle, id_reset, id_validate, id_remove) = (id.clone(), id.clone(), id.clone(), id.clone());
+                let stats_target = (id.clone(), k.masked.clone());
                 let manual = k.state == "manual_disabled";
                 let reason = k.reason.clone().map(|r| format!("{}: {}", r.class.replace('_', " "), r.message));
                 let wait = k.available_in_secs.filter(|s| *s > 0).map(|s| format!("back in {s}s"));
@@ -225,6 +232,11 @@ pub fn AdminPage() -> impl IntoView {
                             }>{if manual { "Enable" } else { "Disable" }}</button>
                             <button on:click=move |_| act("POST", format!("/admin/api/keys/{id_reset}/reset"), None, "Key reset.")>"Reset"</button>
                             <button on:click=move |_| act("POST", format!("/admin/api/keys/{id_validate}/validate"), None, "Validated.")>"Validate"</button>
+                            <button on:click=move |_| {
+                                log_key.set(stats_target.1.clone());
+                                stats_key.set(Some(stats_target.clone()));
+                                logs_tab.set(true);
+                            }>"Stats"</button>
                             <button class="danger" on:click=move |_| {
                                 if browser::confirm("Remove this key from the pool?") {
                                     act("DELETE", format!("/admin/api/keys/{id_remove}"), None, "Key removed.")
@@ -261,7 +273,7 @@ pub fn AdminPage() -> impl IntoView {
         <div class="admin" data-hydrated=move || loaded.get().then_some("true")>
             <header class="admin-top">
                 <a href="/" class="brand">"Gemini Balance"</a>
-                <h1>"Key pool"</h1>
+                <h1>{move || if logs_tab.get() { "Request log" } else { "Key pool" }}</h1>
                 <Show when=move || token.get().is_some()>
                     <button class="link" on:click=move |_| { browser::storage_remove(STORE_ADMIN_TOKEN); token.set(None); }>"Sign out"</button>
                 </Show>
@@ -280,6 +292,17 @@ pub fn AdminPage() -> impl IntoView {
                     </form>
                 }
             >
+                <nav class="tabs" role="tablist" aria-label="Admin views">
+                    <button role="tab" aria-selected=move || (!logs_tab.get()).to_string() on:click=move |_| logs_tab.set(false)>"Keys"</button>
+                    <button role="tab" aria-selected=move || logs_tab.get().to_string() on:click=move |_| logs_tab.set(true)>"Logs"</button>
+                </nav>
+                <Show when=move || logs_tab.get()>
+                    {move || stats_key.get().map(|(id, _)| view! {
+                        <KeyStatsPanel token=token key_id=id on_close=Callback::new(move |_| stats_key.set(None))/>
+                    })}
+                    <LogsView token=token key_filter=log_key/>
+                </Show>
+                <div class="keys-view" class:hidden=move || logs_tab.get()>
                 <section class="cards" aria-label="Pool totals">
                     {move || summary.get().map(|s| {
                         let states = s.keys_by_state.iter().map(|(st, n)| view! { <span class=format!("badge {st}")>{state_label(st)}" "{*n}</span> }).collect_view();
@@ -352,6 +375,7 @@ pub fn AdminPage() -> impl IntoView {
                     <textarea id="new-keys" rows="3" prop:value=move || new_keys.get() on:input=move |ev| new_keys.set(event_target_value(&ev))></textarea>
                     <button type="submit" class="primary">"Add keys"</button>
                 </form>
+                </div>
             </Show>
         </div>
     }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod browser;
 pub mod chat;
+pub mod logs;
 pub mod markdown;
 
 use leptos::prelude::*;

@@ -274,11 +274,63 @@ impl Metrics {
 #[derive(Debug, Default, Clone)]
 pub struct RequestTrace {
     pub upstream: Duration,
-    pub key: Option<String>,
     pub tokens: u64,
     pub error_class: Option<&'static str>,
     /// Set when the answer is a stream: its real outcome is known only when it ends.
     pub stream: Option<Arc<StreamEnd>>,
+    /// The upstream attempts, in order; the last one's key is the key that served.
+    pub attempts: Attempts,
+    /// Google's (redacted) message of the last failed attempt, or the gateway's own error.
+    pub message: Option<String>,
+}
+
+/// One upstream attempt of a request, as the request log keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AttemptRecord {
+    /// The key, masked.
+    pub key: String,
+    /// Outcome class (`success`, `rate_limited`, …).
+    pub outcome: &'static str,
+    /// Google's HTTP status, or the gateway's stand-in when none came (504 for a timeout, 502
+    /// for a broken connection).
+    pub status: u16,
+    pub latency_ms: u64,
+}
+
+/// At most this many attempts are kept per request (beyond it the last slot is overwritten, so
+/// the attempt that ended the request is always there).
+pub const MAX_ATTEMPTS_LOGGED: usize = 16;
+
+/// A request's attempts: the first one inline, so a request served at the first try allocates
+/// no list.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Attempts {
+    first: Option<AttemptRecord>,
+    rest: Vec<AttemptRecord>,
+}
+
+impl Attempts {
+    pub fn push(&mut self, attempt: AttemptRecord) {
+        if self.first.is_none() {
+            self.first = Some(attempt);
+        } else if self.rest.len() + 1 < MAX_ATTEMPTS_LOGGED {
+            self.rest.push(attempt);
+        } else if let Some(last) = self.rest.last_mut() {
+            *last = attempt;
+        }
+    }
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+    pub fn last(&self) -> Option<&AttemptRecord> {
+        self.rest.last().or(self.first.as_ref())
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &AttemptRecord> {
+        self.first.iter().chain(self.rest.iter())
+    }
 }
 
 /// How a stream ended, filled in by the stream itself after the handler has returned.
@@ -314,7 +366,7 @@ impl RequestTrace {
         TRACE
             .scope(RefCell::new(RequestTrace::default()), async move {
                 let out = fut.await;
-                let trace = TRACE.with(|t| t.borrow().clone());
+                let trace = TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()));
                 (out, trace)
             })
             .await

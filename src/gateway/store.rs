@@ -10,7 +10,10 @@ use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::metrics::Attempts;
+use crate::api::admin::{HourStats, KeyStats, LogAttempt, LogDetail, LogEntry, LogPage, LogQuery};
 
 /// A key as stored.
 #[derive(Debug, Clone)]
@@ -43,6 +46,12 @@ pub struct LogRow {
     pub latency_ms: u64,
     pub tokens: u64,
     pub error_class: String,
+    /// The request's `x-request-id`.
+    pub request_id: String,
+    /// Google's message (keys masked, capped), or the gateway's own error; empty on success.
+    pub message: String,
+    /// The upstream attempts in order (masked keys).
+    pub attempts: Attempts,
 }
 
 /// A file or cached content and the key that owns it ([`super::owners`]).
@@ -71,6 +80,7 @@ enum Cmd {
 #[derive(Debug, Clone)]
 pub struct Store {
     tx: SyncSender<Cmd>,
+    path: std::sync::Arc<std::path::PathBuf>,
 }
 
 /// What was stored when the gateway last ran.
@@ -99,12 +109,208 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
          CREATE TABLE IF NOT EXISTS request_log (
              at INTEGER NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL, key TEXT NOT NULL, status INTEGER NOT NULL,
              latency_ms INTEGER NOT NULL, tokens INTEGER NOT NULL, error_class TEXT NOT NULL);
-         CREATE INDEX IF NOT EXISTS request_log_at ON request_log(at);
          CREATE TABLE IF NOT EXISTS resources (
              name TEXT PRIMARY KEY, key TEXT NOT NULL, token TEXT, mime TEXT, expires INTEGER NOT NULL,
              created INTEGER NOT NULL);",
     )?;
+    migrate(&conn)?;
     Ok(conn)
+}
+
+/// Columns added to the request log after its first version (added to an older database).
+const LOG_COLUMNS: &[(&str, &str)] = &[
+    ("request_id", "TEXT NOT NULL DEFAULT ''"),
+    ("message", "TEXT NOT NULL DEFAULT ''"),
+    ("attempts", "TEXT NOT NULL DEFAULT ''"),
+];
+
+/// The log's indexes: time, and each filter followed by time, so every filtered page is an
+/// index range walked newest first (the row id, implicitly last, breaks ties).
+const LOG_INDEXES: &[(&str, &str)] = &[
+    ("request_log_at", "at"),
+    ("request_log_key_at", "key, at"),
+    ("request_log_model_at", "model, at"),
+    ("request_log_route_at", "route, at"),
+    ("request_log_status_at", "status, at"),
+    ("request_log_class_at", "error_class, at"),
+];
+
+/// Brings a database written by an older version up to date: missing columns and indexes.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let mut have = Vec::new();
+    {
+        let mut stmt = conn.prepare("PRAGMA table_info(request_log)")?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+        for name in names {
+            have.push(name?);
+        }
+    }
+    for (name, decl) in LOG_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE request_log ADD COLUMN {name} {decl}"))?;
+        }
+    }
+    for (name, columns) in LOG_INDEXES {
+        conn.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {name} ON request_log({columns})"))?;
+    }
+    Ok(())
+}
+
+/// A read-only connection for queries: it never takes the writer's lock (WAL readers see the
+/// last committed batch).
+fn open_reader(path: &Path) -> Result<Connection, String> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| e.to_string())?;
+    conn.busy_timeout(Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+/// A log cursor: the `at` and row id of the last row of a page, as `at.id`.
+fn parse_cursor(cursor: &str) -> Option<(i64, i64)> {
+    let (at, id) = cursor.split_once('.')?;
+    Some((at.parse().ok()?, id.parse().ok()?))
+}
+
+/// Default and maximum rows of a log page.
+pub const LOG_PAGE_DEFAULT: u32 = 50;
+pub const LOG_PAGE_MAX: u32 = 500;
+
+const ENTRY_COLUMNS: &str =
+    "rowid, at, request_id, route, model, key, status, latency_ms, tokens, error_class, json_array_length(CASE attempts WHEN '' THEN '[]' ELSE attempts END)";
+
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<LogEntry> {
+    Ok(LogEntry {
+        id: r.get(0)?,
+        at: r.get::<_, i64>(1)?.max(0) as u64,
+        request_id: r.get(2)?,
+        route: r.get(3)?,
+        model: r.get(4)?,
+        key: r.get(5)?,
+        status: r.get::<_, i64>(6)?.clamp(0, i64::from(u16::MAX)) as u16,
+        latency_ms: r.get::<_, i64>(7)?.max(0) as u64,
+        tokens: r.get::<_, i64>(8)?.max(0) as u64,
+        error_class: r.get(9)?,
+        attempts: r.get::<_, Option<i64>>(10)?.unwrap_or(0).max(0) as u32,
+    })
+}
+
+/// The SQL and parameters of one log page (newest first, keyset-paged on `(at, rowid)`).
+fn page_sql(q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut sql = format!("SELECT {ENTRY_COLUMNS} FROM request_log WHERE 1");
+    let mut args: Vec<Value> = Vec::new();
+    let mut eq = |sql: &mut String, column: &str, v: Value| {
+        args.push(v);
+        sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+    };
+    if let Some(k) = q.key.as_ref().filter(|s| !s.is_empty()) {
+        eq(&mut sql, "key", Value::Text(k.clone()));
+    }
+    if let Some(m) = q.model.as_ref().filter(|s| !s.is_empty()) {
+        eq(&mut sql, "model", Value::Text(m.clone()));
+    }
+    if let Some(r) = q.route.as_ref().filter(|s| !s.is_empty()) {
+        eq(&mut sql, "route", Value::Text(r.clone()));
+    }
+    if let Some(st) = q.status {
+        eq(&mut sql, "status", Value::Integer(i64::from(st)));
+    }
+    if let Some(c) = q.error_class.as_ref() {
+        // `success` (or nothing) selects the requests without an error class.
+        let c = if c == "success" { "" } else { c.as_str() };
+        eq(&mut sql, "error_class", Value::Text(c.to_string()));
+    }
+    if let Some(from) = q.from {
+        args.push(Value::Integer(from.min(i64::MAX as u64) as i64));
+        sql.push_str(&format!(" AND at >= ?{}", args.len()));
+    }
+    if let Some(to) = q.to {
+        args.push(Value::Integer(to.min(i64::MAX as u64) as i64));
+        sql.push_str(&format!(" AND at < ?{}", args.len()));
+    }
+    if let Some((at, id)) = q.before.as_deref().and_then(parse_cursor) {
+        args.push(Value::Integer(at));
+        args.push(Value::Integer(id));
+        sql.push_str(&format!(" AND (at, rowid) < (?{}, ?{})", args.len() - 1, args.len()));
+    }
+    let limit = q.limit.unwrap_or(LOG_PAGE_DEFAULT).clamp(1, LOG_PAGE_MAX);
+    // One row more than asked tells whether there is a next page.
+    args.push(Value::Integer(i64::from(limit) + 1));
+    sql.push_str(&format!(" ORDER BY at DESC, rowid DESC LIMIT ?{}", args.len()));
+    (sql, args)
+}
+
+fn query_page(conn: &Connection, q: &LogQuery) -> rusqlite::Result<LogPage> {
+    let limit = q.limit.unwrap_or(LOG_PAGE_DEFAULT).clamp(1, LOG_PAGE_MAX) as usize;
+    let (sql, args) = page_sql(q);
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt
+        .query_map(rusqlite::params_from_iter(args), entry)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| format!("{}.{}", r.at, r.id))
+    } else {
+        None
+    };
+    Ok(LogPage { rows, next })
+}
+
+fn query_detail(conn: &Connection, id: i64) -> rusqlite::Result<Option<LogDetail>> {
+    conn.query_row(
+        &format!("SELECT {ENTRY_COLUMNS}, message, attempts FROM request_log WHERE rowid = ?1"),
+        [id],
+        |r| {
+            let attempts: String = r.get(12)?;
+            Ok(LogDetail {
+                entry: entry(r)?,
+                message: r.get(11)?,
+                attempts: serde_json::from_str::<Vec<LogAttempt>>(&attempts).unwrap_or_default(),
+            })
+        },
+    )
+    .optional()
+}
+
+/// A key's last 24 hours in hourly buckets ending with the current hour.
+fn query_key_stats(conn: &Connection, masked: &str, now: i64) -> rusqlite::Result<KeyStats> {
+    let first_hour = now / 3600 - 23;
+    let mut hours: Vec<HourStats> = (0..24)
+        .map(|i| HourStats {
+            start: ((first_hour + i) * 3600).max(0) as u64,
+            requests: 0,
+            errors: 0,
+        })
+        .collect();
+    let mut by_class: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut stmt = conn.prepare(
+        "SELECT at / 3600, error_class, count(*) FROM request_log WHERE key = ?1 AND at >= ?2 GROUP BY 1, 2",
+    )?;
+    let rows = stmt.query_map(params![masked, first_hour * 3600], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    for row in rows {
+        let (hour, class, n) = row?;
+        let n = n.max(0) as u64;
+        let Some(bucket) = usize::try_from(hour - first_hour).ok().and_then(|i| hours.get_mut(i)) else {
+            continue;
+        };
+        bucket.requests += n;
+        if !class.is_empty() {
+            bucket.errors += n;
+            *by_class.entry(class).or_insert(0) += n;
+        }
+    }
+    let mut errors_by_class: Vec<(String, u64)> = by_class.into_iter().collect();
+    errors_by_class.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(KeyStats {
+        id: String::new(),
+        masked: masked.to_string(),
+        requests: hours.iter().map(|h| h.requests).sum(),
+        errors: hours.iter().map(|h| h.errors).sum(),
+        errors_by_class,
+        hours,
+    })
 }
 
 impl Store {
@@ -123,7 +329,13 @@ impl Store {
             .name("gb-store".into())
             .spawn(move || writer(conn, rx, retention, max_rows))
             .map_err(|e| format!("cannot start the store writer: {e}"))?;
-        Ok((Store { tx }, snapshot))
+        Ok((
+            Store {
+                tx,
+                path: std::sync::Arc::new(path),
+            },
+            snapshot,
+        ))
     }
 
     /// Queues a log row; never blocks (a full queue drops the row and says so in the log).
@@ -174,11 +386,41 @@ impl Store {
         .await;
     }
 
+    /// Runs a read-only query off the async runtime, on a connection of its own.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = open_reader(&path)?;
+            f(&conn).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// One page of the request log, newest first.
+    pub async fn log_page(&self, q: LogQuery) -> Result<LogPage, String> {
+        self.read(move |conn| query_page(conn, &q)).await
+    }
+
+    /// One logged request with its message and attempts.
+    pub async fn log_detail(&self, id: i64) -> Result<Option<LogDetail>, String> {
+        self.read(move |conn| query_detail(conn, id)).await
+    }
+
+    /// A key's (by its masked name) requests and errors over the last 24 hours.
+    pub async fn key_stats(&self, masked: String) -> Result<KeyStats, String> {
+        let now = unix(SystemTime::now());
+        self.read(move |conn| query_key_stats(conn, &masked, now)).await
+    }
+
     /// Reads the newest log rows (for tests and the admin view).
     pub fn recent_log(data_dir: &Path, limit: usize) -> Result<Vec<LogRow>, String> {
         let conn = Connection::open(data_dir.join("gemini-balance.db")).map_err(|e| e.to_string())?;
         let mut stmt = conn
-            .prepare("SELECT at, route, model, key, status, latency_ms, tokens, error_class FROM request_log ORDER BY rowid DESC LIMIT ?1")
+            .prepare("SELECT at, route, model, key, status, latency_ms, tokens, error_class, request_id, message FROM request_log ORDER BY rowid DESC LIMIT ?1")
             .map_err(|e| e.to_string())?;
         let rows = stmt
             .query_map([limit as i64], |r| {
@@ -191,6 +433,9 @@ impl Store {
                     latency_ms: r.get::<_, i64>(5)? as u64,
                     tokens: r.get::<_, i64>(6)? as u64,
                     error_class: r.get(7)?,
+                    request_id: r.get(8)?,
+                    message: r.get(9)?,
+                    attempts: Attempts::default(),
                 })
             })
             .map_err(|e| e.to_string())?;
@@ -256,9 +501,15 @@ fn write_logs(conn: &mut Connection, rows: &mut Vec<LogRow>) {
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO request_log (at, route, model, key, status, latency_ms, tokens, error_class) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO request_log (at, route, model, key, status, latency_ms, tokens, error_class, request_id, message, attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             for r in rows.iter() {
+                let attempts = if r.attempts.is_empty() {
+                    String::new()
+                } else {
+                    serde_json::to_string(&r.attempts.iter().collect::<Vec<_>>()).unwrap_or_default()
+                };
                 stmt.execute(params![
                     unix(r.at),
                     r.route,
@@ -267,7 +518,10 @@ fn write_logs(conn: &mut Connection, rows: &mut Vec<LogRow>) {
                     r.status,
                     r.latency_ms as i64,
                     r.tokens as i64,
-                    r.error_class
+                    r.error_class,
+                    r.request_id,
+                    r.message,
+                    attempts
                 ])?;
             }
         }
@@ -437,6 +691,9 @@ mod tests {
             latency_ms: 1,
             tokens: 0,
             error_class: String::new(),
+            request_id: String::new(),
+            message: String::new(),
+            attempts: Attempts::default(),
         }
     }
 
@@ -466,6 +723,302 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn temp_db(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("gb-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gemini-balance.db");
+        (dir, path)
+    }
+
+    /// `n` rows spread over the last `n` seconds (newest last), over 20 keys, 5 models, 4
+    /// routes, statuses and error classes.
+    fn fill(conn: &mut Connection, n: usize) {
+        const CLASSES: &[(u16, &str)] = &[
+            (200, ""),
+            (200, ""),
+            (200, ""),
+            (429, "rate_limited"),
+            (502, "server_error"),
+            (400, "client_error"),
+        ];
+        const ROUTES: &[&str] = &[
+            "/v1/chat/completions",
+            "/v1beta/models/{name}",
+            "/v1/embeddings",
+            "/v1/responses",
+        ];
+        let now = unix(SystemTime::now());
+        let mut rows = Vec::with_capacity(10_000);
+        for i in 0..n {
+            let (status, class) = CLASSES[i % CLASSES.len()];
+            let mut attempts = Attempts::default();
+            attempts.push(crate::gateway::metrics::AttemptRecord {
+                key: format!("AIza…k{:02}", i % 20),
+                outcome: if class.is_empty() { "success" } else { "rate_limited" },
+                status,
+                latency_ms: 10,
+            });
+            rows.push(LogRow {
+                at: UNIX_EPOCH + Duration::from_secs((now - (n - i) as i64).max(0) as u64),
+                route: ROUTES[i % ROUTES.len()].into(),
+                model: format!("gemini-{}", i % 5),
+                key: format!("AIza…k{:02}", i % 20),
+                status,
+                latency_ms: (i % 900) as u64,
+                tokens: 10,
+                error_class: class.into(),
+                request_id: format!("req_{i}"),
+                message: if class.is_empty() {
+                    String::new()
+                } else {
+                    "quota exceeded".into()
+                },
+                attempts,
+            });
+            if rows.len() == 10_000 {
+                write_logs(conn, &mut rows);
+            }
+        }
+        write_logs(conn, &mut rows);
+    }
+
+    /// The filter queries the admin log view runs, with a cursor a few pages deep.
+    fn filter_queries(conn: &Connection) -> Vec<(&'static str, LogQuery)> {
+        let (at, id): (i64, i64) = conn
+            .query_row(
+                "SELECT at, rowid FROM request_log ORDER BY rowid DESC LIMIT 1 OFFSET 5000",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap_or((0, 0));
+        let now = unix(SystemTime::now()) as u64;
+        let base = LogQuery::default();
+        vec![
+            ("newest", base.clone()),
+            (
+                "deep page",
+                LogQuery {
+                    before: Some(format!("{at}.{id}")),
+                    ..base.clone()
+                },
+            ),
+            (
+                "time range",
+                LogQuery {
+                    from: Some(now - 3600),
+                    to: Some(now - 1800),
+                    ..base.clone()
+                },
+            ),
+            (
+                "key",
+                LogQuery {
+                    key: Some("AIza…k07".into()),
+                    ..base.clone()
+                },
+            ),
+            (
+                "key, deep",
+                LogQuery {
+                    key: Some("AIza…k07".into()),
+                    before: Some(format!("{at}.{id}")),
+                    ..base.clone()
+                },
+            ),
+            (
+                "model",
+                LogQuery {
+                    model: Some("gemini-3".into()),
+                    ..base.clone()
+                },
+            ),
+            (
+                "route",
+                LogQuery {
+                    route: Some("/v1/embeddings".into()),
+                    ..base.clone()
+                },
+            ),
+            (
+                "status",
+                LogQuery {
+                    status: Some(502),
+                    ..base.clone()
+                },
+            ),
+            (
+                "error class",
+                LogQuery {
+                    error_class: Some("rate_limited".into()),
+                    ..base.clone()
+                },
+            ),
+            (
+                "key + time range",
+                LogQuery {
+                    key: Some("AIza…k03".into()),
+                    from: Some(now - 7200),
+                    ..base.clone()
+                },
+            ),
+        ]
+    }
+
+    fn plan(conn: &Connection, q: &LogQuery) -> String {
+        let (sql, args) = page_sql(q);
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("; ")
+    }
+
+    #[test]
+    fn every_log_filter_walks_an_index_in_time_order() {
+        let (dir, path) = temp_db("plan");
+        let mut conn = open(&path).unwrap();
+        fill(&mut conn, 200_000);
+        for (name, q) in filter_queries(&conn) {
+            let plan = plan(&conn, &q);
+            assert!(
+                plan.contains("USING INDEX") || plan.contains("USING COVERING INDEX"),
+                "{name}: {plan}"
+            );
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "{name} sorts instead of walking an index: {plan}"
+            );
+            assert!(
+                !plan.contains("SCAN request_log") || plan.contains("USING INDEX"),
+                "{name}: {plan}"
+            );
+        }
+        let stats_plan: String = {
+            let mut stmt = conn
+                .prepare("EXPLAIN QUERY PLAN SELECT at / 3600, error_class, count(*) FROM request_log WHERE key = ?1 AND at >= ?2 GROUP BY 1, 2")
+                .unwrap();
+            let rows = stmt
+                .query_map(params!["AIza…k01", 0], |r| r.get::<_, String>(3))
+                .unwrap();
+            rows.collect::<rusqlite::Result<Vec<_>>>().unwrap().join("; ")
+        };
+        assert!(stats_plan.contains("request_log_key_at"), "{stats_plan}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn log_pages_are_disjoint_and_filters_narrow() {
+        let (dir, path) = temp_db("pages");
+        let mut conn = open(&path).unwrap();
+        fill(&mut conn, 1_000);
+        let mut seen = std::collections::HashSet::new();
+        let mut q = LogQuery {
+            limit: Some(70),
+            ..LogQuery::default()
+        };
+        loop {
+            let page = query_page(&conn, &q).unwrap();
+            for r in &page.rows {
+                assert!(seen.insert(r.id), "row {} on two pages", r.id);
+            }
+            match page.next {
+                Some(next) => q.before = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 1_000);
+        let page = query_page(
+            &conn,
+            &LogQuery {
+                key: Some("AIza…k07".into()),
+                limit: Some(500),
+                ..LogQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(page.rows.len(), 50);
+        assert!(page.rows.iter().all(|r| r.key == "AIza…k07" && r.attempts == 1));
+        assert!(page.rows.windows(2).all(|w| (w[0].at, w[0].id) > (w[1].at, w[1].id)));
+        let stats = query_key_stats(&conn, "AIza…k07", unix(SystemTime::now())).unwrap();
+        assert_eq!(stats.requests, 50);
+        assert_eq!(stats.hours.len(), 24);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_older_database_gains_the_new_columns_and_keeps_its_rows() {
+        let (dir, path) = temp_db("migrate");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE request_log (
+                     at INTEGER NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL, key TEXT NOT NULL, status INTEGER NOT NULL,
+                     latency_ms INTEGER NOT NULL, tokens INTEGER NOT NULL, error_class TEXT NOT NULL);
+                 CREATE INDEX request_log_at ON request_log(at);
+                 INSERT INTO request_log VALUES (1700000000, '/v1/chat/completions', 'm', 'AIza…old', 200, 5, 7, '');",
+            )
+            .unwrap();
+        }
+        let mut conn = open(&path).unwrap();
+        drop(open(&path).unwrap());
+        let mut rows = vec![row(SystemTime::now())];
+        rows[0].message = "boom".into();
+        write_logs(&mut conn, &mut rows);
+        let page = query_page(&conn, &LogQuery::default()).unwrap();
+        assert_eq!(page.rows.len(), 2);
+        let old = page.rows.iter().find(|r| r.key == "AIza…old").unwrap();
+        assert_eq!((old.request_id.as_str(), old.attempts), ("", 0));
+        let detail = query_detail(&conn, old.id).unwrap().unwrap();
+        assert!(detail.message.is_empty() && detail.attempts.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Not a test: `scripts/logbench.sh` runs it to time each filter query on a large log
+    /// (`LOGBENCH_ROWS`, default 1,000,000).
+    #[test]
+    #[ignore]
+    fn logbench() {
+        let n: usize = std::env::var("LOGBENCH_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let (dir, path) = temp_db("bench");
+        let mut conn = open(&path).unwrap();
+        let started = Instant::now();
+        fill(&mut conn, n);
+        println!("filled {n} rows in {:.1} s", started.elapsed().as_secs_f64());
+        let reader = open_reader(&path).unwrap();
+        for (name, q) in filter_queries(&reader) {
+            let _ = query_page(&reader, &q).unwrap();
+            let runs = 20;
+            let started = Instant::now();
+            let mut rows = 0;
+            for _ in 0..runs {
+                rows = query_page(&reader, &q).unwrap().rows.len();
+            }
+            let ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(runs);
+            println!("{name:<18} {ms:>8.2} ms  ({rows} rows)");
+        }
+        let started = Instant::now();
+        let stats = query_key_stats(&reader, "AIza…k07", unix(SystemTime::now())).unwrap();
+        println!(
+            "{:<18} {:>8.2} ms  ({} requests in 24 h)",
+            "key stats 24 h",
+            started.elapsed().as_secs_f64() * 1000.0,
+            stats.requests
+        );
+        let started = Instant::now();
+        let d = query_detail(&reader, (n / 2) as i64).unwrap();
+        println!(
+            "{:<18} {:>8.2} ms  (found: {})",
+            "detail",
+            started.elapsed().as_secs_f64() * 1000.0,
+            d.is_some()
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

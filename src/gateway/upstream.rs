@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use super::config::UpstreamSettings;
 use super::error::GatewayError;
 use super::gemini::{self, ErrorBody};
-use super::metrics::{Metrics, RequestTrace};
+use super::metrics::{AttemptRecord, Metrics, RequestTrace};
 use super::owners::{self, Resources};
 use super::pool::{FailureClass, KeyPool, Lease, Outcome, RetryAfter, Verdict};
 use super::sse::SseParser;
@@ -282,12 +282,17 @@ impl Upstream {
         &self.metrics
     }
 
-    /// Books one attempt: per-key window, metrics, the request's trace.
-    fn book(&self, call: &Call, lease_key: &str, outcome: &str, elapsed: Duration) {
+    /// Books one attempt: metrics, and the request's trace (its attempts for the request log).
+    fn book(&self, call: &Call, lease_key: &str, outcome: &'static str, status: u16, elapsed: Duration) {
         self.metrics.attempt(&call.model, outcome, elapsed);
         RequestTrace::update(|t| {
             t.upstream += elapsed;
-            t.key = Some(lease_key.to_string());
+            t.attempts.push(AttemptRecord {
+                key: lease_key.to_string(),
+                outcome,
+                status,
+                latency_ms: elapsed.as_millis() as u64,
+            });
         });
     }
 
@@ -416,11 +421,11 @@ impl Upstream {
             let started = Instant::now();
             let result = attempt(lease).await;
             let elapsed = started.elapsed();
-            let class = match &result {
-                Attempt::Done(_) => "success",
-                Attempt::Failed { outcome, .. } => outcome.class(),
+            let (class, status) = match &result {
+                Attempt::Done(_) => ("success", 200),
+                Attempt::Failed { outcome, status, .. } => (outcome.class(), *status),
             };
-            self.book(call, &key, class, elapsed);
+            self.book(call, &key, class, status, elapsed);
             self.pool.record(&entry, class == "success", elapsed);
             match result {
                 Attempt::Done(value) => {
@@ -437,6 +442,8 @@ impl Upstream {
                 } => {
                     tracing::info!(key = %key, model = %call.model, attempt = n, outcome = outcome.class(), status,
                         latency_ms = elapsed.as_millis() as u64, message = %error.error.message, "upstream attempt");
+                    // Already redacted by `classify`; capped for the request log.
+                    RequestTrace::update(|t| t.message = Some(cap_message(&error.error.message)));
                     if let Outcome::Stalled { message } = outcome {
                         // Google has the request and is working on it: another key would only
                         // repeat the same slow work.
@@ -788,6 +795,21 @@ impl Upstream {
                 .await;
         }
     }
+}
+
+/// At most this many bytes of an error message go into the request log.
+pub const MAX_LOGGED_MESSAGE: usize = 2048;
+
+/// A message cut to [`MAX_LOGGED_MESSAGE`] bytes (on a character boundary).
+pub fn cap_message(message: &str) -> String {
+    if message.len() <= MAX_LOGGED_MESSAGE {
+        return message.to_string();
+    }
+    let mut end = MAX_LOGGED_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
 }
 
 /// Reads at most `cap` bytes of a body.

@@ -24,6 +24,17 @@ fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
+/// Notes the error's class, and its message unless an upstream attempt left Google's, in the
+/// request's trace (for metrics and the request log).
+fn note(e: &GatewayError) {
+    crate::gateway::metrics::RequestTrace::update(|t| {
+        t.error_class = Some(e.class());
+        if t.message.is_none() {
+            t.message = Some(crate::gateway::upstream::cap_message(&e.to_string()));
+        }
+    });
+}
+
 fn with_retry_after(mut resp: Response, e: &GatewayError) -> Response {
     if let Some(secs) = e.retry_after() {
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
@@ -35,7 +46,7 @@ fn with_retry_after(mut resp: Response, e: &GatewayError) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        crate::gateway::metrics::RequestTrace::update(|t| t.error_class = Some(self.0.class()));
+        note(&self.0);
         let resp = (status(self.0.status()), Json(self.0.to_openai())).into_response();
         with_retry_after(resp, &self.0)
     }
@@ -53,7 +64,7 @@ impl From<GatewayError> for GoogleError {
 
 impl IntoResponse for GoogleError {
     fn into_response(self) -> Response {
-        crate::gateway::metrics::RequestTrace::update(|t| t.error_class = Some(self.0.class()));
+        note(&self.0);
         let resp = (status(self.0.status()), Json(self.0.to_google())).into_response();
         with_retry_after(resp, &self.0)
     }
@@ -71,7 +82,7 @@ impl From<GatewayError> for AnthropicError {
 
 impl IntoResponse for AnthropicError {
     fn into_response(self) -> Response {
-        crate::gateway::metrics::RequestTrace::update(|t| t.error_class = Some(self.0.class()));
+        note(&self.0);
         let code = self.0.status();
         let body = crate::gateway::translate::anthropic::ErrorBody::new(code, self.0.to_string());
         let resp = (status(code), Json(body)).into_response();

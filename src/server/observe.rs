@@ -14,7 +14,7 @@ use axum::response::Response;
 use futures::StreamExt;
 
 use super::AppState;
-use crate::gateway::metrics::{RequestTrace, StreamEnd};
+use crate::gateway::metrics::{Attempts, RequestTrace, StreamEnd};
 use crate::gateway::store::LogRow;
 
 /// The model a request asked for, set by handlers on their response.
@@ -26,8 +26,14 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_default();
     let started = Instant::now();
-    let (resp, trace) = RequestTrace::scope(next.run(req)).await;
+    let (resp, mut trace) = RequestTrace::scope(next.run(req)).await;
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     let model = resp
@@ -48,10 +54,13 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
         started,
         route,
         model,
-        key: trace.key.unwrap_or_default(),
+        key: trace.attempts.last().map(|a| a.key.clone()).unwrap_or_default(),
         status,
         tokens: trace.tokens,
         class,
+        request_id,
+        message: trace.message.take().unwrap_or_default(),
+        attempts: std::mem::take(&mut trace.attempts),
     };
     match (status, trace.stream) {
         (200, Some(end)) => {
@@ -76,6 +85,9 @@ struct Booking {
     status: u16,
     tokens: u64,
     class: &'static str,
+    request_id: String,
+    message: String,
+    attempts: Attempts,
 }
 
 impl Booking {
@@ -95,6 +107,9 @@ impl Booking {
             latency_ms: elapsed.as_millis() as u64,
             tokens: tokens.unwrap_or(self.tokens),
             error_class: self.class.to_string(),
+            request_id: self.request_id,
+            message: self.message,
+            attempts: self.attempts,
         });
     }
 }

@@ -10,6 +10,7 @@ mod files;
 mod gemini_native;
 mod helpers;
 mod images_speech;
+mod logs;
 mod media;
 mod openai_chat;
 mod pool_failover;

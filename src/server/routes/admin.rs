@@ -1,15 +1,15 @@
 //! Admin JSON API (`/admin/api/…`) and `/metrics`. Every admin call checks `ADMIN_TOKEN` as a
 //! bearer token on the server; with no `ADMIN_TOKEN` configured the admin API is off.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::api::admin::AddKeys;
+use crate::api::admin::{AddKeys, LogQuery};
 use crate::gateway::pool::Verdict;
 use crate::server::auth::bearer_from;
 use crate::server::AppState;
@@ -120,6 +120,61 @@ pub async fn validate_all(State(state): State<AppState>) -> Response {
 
 pub async fn validation_progress(State(state): State<AppState>) -> Response {
     Json(state.admin.progress()).into_response()
+}
+
+/// `GET /admin/api/logs`: a page of the request log, newest first.
+pub async fn logs(State(state): State<AppState>, query: Result<Query<LogQuery>, QueryRejection>) -> Response {
+    let Ok(Query(mut query)) = query else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Bad log query: from, to (Unix seconds), status and limit are numbers; key, model, route, error_class and before are text.",
+        );
+    };
+    // A key may be named by its id; the log knows it by its masked form.
+    if let Some(key) = &query.key {
+        if let Some(view) = state.admin.keys().into_iter().find(|k| &k.id == key) {
+            query.key = Some(view.masked);
+        }
+    }
+    match state.admin.store().log_page(query).await {
+        Ok(page) => Json(page).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Could not read the request log: {e}"),
+        ),
+    }
+}
+
+/// `GET /admin/api/logs/{id}`: one request with its message and attempts.
+pub async fn log_detail(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(row) = id.parse::<i64>() else {
+        return error(StatusCode::NOT_FOUND, &format!("No log row with id {id:?}."));
+    };
+    match state.admin.store().log_detail(row).await {
+        Ok(Some(detail)) => Json(detail).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, &format!("No log row with id {id:?}.")),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Could not read the request log: {e}"),
+        ),
+    }
+}
+
+/// `GET /admin/api/keys/{id}/stats`: the key's requests and errors by class over the last 24 h.
+pub async fn key_stats(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(view) = state.admin.keys().into_iter().find(|k| k.id == id) else {
+        return not_found(&id);
+    };
+    match state.admin.store().key_stats(view.masked).await {
+        Ok(mut stats) => {
+            stats.id = id;
+            Json(stats).into_response()
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Could not read the request log: {e}"),
+        ),
+    }
 }
 
 pub async fn not_found_route() -> Response {
