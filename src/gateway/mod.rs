@@ -11,6 +11,7 @@ pub mod media;
 pub mod metrics;
 pub mod openai;
 pub mod pool;
+pub mod proxy;
 pub mod redis_sync;
 pub mod response_store;
 pub mod secret;

@@ -53,6 +53,20 @@ impl AppState {
             );
             out.push_str(&format!("gb_redis_up {}\n", u8::from(shared.is_up())));
         }
+        let proxies = self.gateway.upstream().proxies().status(std::time::Instant::now());
+        if !proxies.is_empty() {
+            out.push_str("# HELP gb_proxy_attempts_total Upstream attempts through each egress proxy: failed to get through, or answered.\n# TYPE gb_proxy_attempts_total counter\n");
+            for p in &proxies {
+                out.push_str(&format!(
+                    "gb_proxy_attempts_total{{proxy=\"{}\",result=\"proxy_error\"}} {}\ngb_proxy_attempts_total{{proxy=\"{}\",result=\"ok\"}} {}\n",
+                    p.label, p.failures, p.label, p.successes
+                ));
+            }
+            out.push_str("# HELP gb_proxy_cooling Whether an egress proxy is cooling down after failures.\n# TYPE gb_proxy_cooling gauge\n");
+            for p in &proxies {
+                out.push_str(&format!("gb_proxy_cooling{{proxy=\"{}\"}} {}\n", p.label, u8::from(p.cooling_in.is_some())));
+            }
+        }
         out
     }
 }
@@ -63,7 +77,9 @@ fn admin_api(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/keys", get(admin::keys).post(admin::add_keys))
         .route("/keys/{id}", axum::routing::delete(admin::remove_key))
+        .route("/keys/{id}/proxy", post(admin::pin_proxy))
         .route("/keys/{id}/{action}", post(admin::key_action))
+        .route("/proxies", get(admin::proxies))
         .route("/summary", get(admin::summary))
         .route("/validate", get(admin::validation_progress).post(admin::validate_all))
         .fallback(admin::not_found_route)
@@ -249,8 +265,15 @@ impl Application {
                 metrics.clone(),
             )
             .map_err(StartupError::Client)?
-            .with_probe_model(&settings.probe_model),
+            .with_probe_model(&settings.probe_model)
+            .with_proxies(&settings.proxies)
+            .map_err(StartupError::Client)?,
         );
+        if !settings.proxies.is_empty() {
+            admin::restore_pins(&pool, upstream.proxies(), &snapshot.pins);
+            let hosts: Vec<&str> = settings.proxies.iter().map(|p| p.label()).collect();
+            tracing::info!(proxies = %hosts.join(", "), "keys leave through egress proxies");
+        }
         if !assets::site_present() {
             tracing::warn!("the web UI was not built into this binary (run `cargo leptos build --release`); the API works without it");
         }

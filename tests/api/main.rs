@@ -12,6 +12,7 @@ mod images_speech;
 mod media;
 mod openai_chat;
 mod pool_failover;
+mod proxies;
 mod reliability;
 mod replicas;
 mod responses;
