@@ -205,6 +205,7 @@ pub fn AdminPage() -> impl IntoView {
         let id = k.id.clone();
         let current = k.proxy.clone().unwrap_or_default();
         let pinned = k.proxy_pinned;
+        let select_id = format!("proxy-{id}");
         let options = proxies
             .get_untracked()
             .into_iter()
@@ -217,8 +218,8 @@ pub fn AdminPage() -> impl IntoView {
             <td class="proxy">
                 <code>{current.clone()}</code>
                 {pinned.then(|| view! { <span class="muted small">" pinned"</span> })}
-                <label class="visually-hidden" for=format!("proxy-{id}")>"Proxy for this key"</label>
-                <select id=format!("proxy-{id}") class="small" on:change=move |ev| {
+                <label class="visually-hidden" for=select_id.clone()>"Proxy for this key"</label>
+                <select id=select_id class="small" on:change=move |ev| {
                     let value = event_target_value(&ev);
                     let pin = PinProxy { proxy: value.parse::<usize>().ok().map(ProxyRef::Index) };
                     let body = serde_json::to_string(&pin).ok();

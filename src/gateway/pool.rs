@@ -1359,6 +1359,33 @@ mod tests {
         p.status().into_iter().find(|s| s.id == id).map(|s| s.state).unwrap()
     }
 
+    #[test]
+    fn proxy_failures_never_count_against_the_key() {
+        let (p, _) = pool(1);
+        for _ in 0..10 {
+            let outcome = Outcome::ProxyFailed {
+                message: "connection refused".into(),
+            };
+            assert!(outcome.is_retryable());
+            p.acquire("m", &[]).unwrap().report(&outcome);
+        }
+        let s = &p.status()[0];
+        assert_eq!(s.state, "active");
+        assert_eq!((s.consecutive_failures, s.failures), (0, 0));
+        assert!(s.last_error.is_none());
+    }
+
+    #[test]
+    fn acquire_where_passes_over_ineligible_keys() {
+        let (p, _) = pool(3);
+        let first = p.status()[0].fingerprint.clone();
+        for _ in 0..6 {
+            let lease = p.acquire_where("m", &[], |e| e.fingerprint() == first).unwrap();
+            assert_eq!(lease.fingerprint(), first);
+        }
+        assert!(p.acquire_where("m", &[], |_| false).is_err());
+    }
+
     /// Two replicas' pools: decisions taken by one, sent as facts, block the same key in the
     /// other, with deadlines carried as wall-clock time.
     #[test]

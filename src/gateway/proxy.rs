@@ -133,13 +133,21 @@ struct Health {
     last_error: Option<ProxyFailure>,
 }
 
-#[derive(Debug)]
 struct Egress {
     spec: ProxySpec,
     client: reqwest::Client,
     failures: AtomicU64,
     successes: AtomicU64,
     health: Mutex<Health>,
+}
+
+/// Only `host:port`: the client's own `Debug` would print the proxy URL.
+impl std::fmt::Debug for Egress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Egress")
+            .field("proxy", &self.spec.label)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A read-only picture of one proxy, safe to show.
@@ -181,14 +189,16 @@ pub struct Proxies {
 
 impl Proxies {
     /// One client per proxy, each built by `build` from a configured `reqwest::ClientBuilder`.
-    pub fn new(
-        specs: &[ProxySpec],
-        mut builder: impl FnMut() -> reqwest::ClientBuilder,
-    ) -> Result<Self, String> {
+    pub fn new(specs: &[ProxySpec], mut builder: impl FnMut() -> reqwest::ClientBuilder) -> Result<Self, String> {
         let mut egress = Vec::with_capacity(specs.len());
         for (i, spec) in specs.iter().enumerate() {
             let fail = |what: &str, e: reqwest::Error| {
-                format!("GEMINI_PROXIES entry {} ({}): {what}: {}", i + 1, spec.label, spec.scrub(&e.to_string()))
+                format!(
+                    "GEMINI_PROXIES entry {} ({}): {what}: {}",
+                    i + 1,
+                    spec.label,
+                    spec.scrub(&e.to_string())
+                )
             };
             // No `NO_PROXY` exceptions: a key's traffic always leaves through its proxy.
             let proxy = reqwest::Proxy::all(spec.url.expose())
@@ -436,6 +446,9 @@ mod tests {
         assert_eq!(proxies.find("1"), Ok(1));
         assert!(proxies.find("127.0.0.1").is_err(), "ambiguous host");
         assert!(proxies.pin(fp, Some(5)).is_err());
+        let specs = parse_list(Some("http://alice:hunter22@127.0.0.1:1")).unwrap();
+        let shown = format!("{:?}", Proxies::new(&specs, reqwest::Client::builder).unwrap());
+        assert!(!shown.contains("hunter22"), "{shown}");
 
         let now = Instant::now();
         assert!(!proxies.any_cooling(now));

@@ -134,7 +134,10 @@ impl Store {
         self.write(|ack| Cmd::Pin(fingerprint, proxy, ack)).await
     }
 
-    async fn write(&self, cmd: impl FnOnce(SyncSender<Result<(), String>>) -> Cmd + Send + 'static) -> Result<(), String> {
+    async fn write(
+        &self,
+        cmd: impl FnOnce(SyncSender<Result<(), String>>) -> Cmd + Send + 'static,
+    ) -> Result<(), String> {
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
             let (ack_tx, ack_rx) = mpsc::sync_channel(1);
@@ -460,9 +463,18 @@ mod tests {
         }
         let (store, snapshot) = Store::open(&dir, Duration::from_secs(86_400), 1000).unwrap();
         assert!(snapshot.pins.is_empty());
-        store.save_pin("aaa".into(), Some("10.0.0.1:3128".into())).await.unwrap();
-        store.save_pin("bbb".into(), Some("10.0.0.2:3128".into())).await.unwrap();
-        store.save_pin("aaa".into(), Some("10.0.0.3:3128".into())).await.unwrap();
+        store
+            .save_pin("aaa".into(), Some("10.0.0.1:3128".into()))
+            .await
+            .unwrap();
+        store
+            .save_pin("bbb".into(), Some("10.0.0.2:3128".into()))
+            .await
+            .unwrap();
+        store
+            .save_pin("aaa".into(), Some("10.0.0.3:3128".into()))
+            .await
+            .unwrap();
         store.save_pin("bbb".into(), None).await.unwrap();
         drop(store);
         let (_, snapshot) = Store::open(&dir, Duration::from_secs(86_400), 1000).unwrap();

@@ -24,7 +24,7 @@ use super::error::GatewayError;
 use super::gemini::{self, ErrorBody};
 use super::metrics::{Metrics, RequestTrace};
 use super::pool::{FailureClass, KeyPool, Lease, Outcome, RetryAfter, Unavailable, Verdict};
-use super::proxy::{ProxySpec, Proxies};
+use super::proxy::{Proxies, ProxySpec};
 use super::sse::SseParser;
 
 /// One request to Gemini, independent of the key that will carry it.
@@ -543,18 +543,17 @@ impl Upstream {
     /// Reads an error body (bounded in time and size) and classifies it.
     async fn read_error<T>(&self, lease: &mut Lease, resp: reqwest::Response) -> Attempt<T> {
         let status = resp.status().as_u16();
-        // Google never asks for proxy credentials: a plain-HTTP proxy refused ours.
-        if status == 407 && self.proxies.route(lease.fingerprint()).is_some() {
-            let outcome = Outcome::ProxyFailed {
-                message: "the egress proxy refused its credentials (HTTP 407)".into(),
-            };
-            return failed(lease, outcome);
-        }
         let limit = Instant::now() + self.settings.first_byte_timeout;
         let body = match tokio::time::timeout_at(limit, read_capped(resp, 1 << 20)).await {
             Ok(Some(body)) => body,
             _ => Bytes::new(),
         };
+        if self.proxies.route(lease.fingerprint()).is_some() && proxy_refusal(status, &body) {
+            let outcome = Outcome::ProxyFailed {
+                message: format!("the egress proxy refused its credentials (HTTP {status})"),
+            };
+            return failed(lease, outcome);
+        }
         let (outcome, error, raw) = self.classify(lease, status, &body);
         lease.report(&outcome);
         Attempt::Failed {
@@ -857,6 +856,13 @@ fn failed<T>(lease: &mut Lease, outcome: Outcome) -> Attempt<T> {
     Attempt::failed_without_report(outcome)
 }
 
+/// Whether an error answer came from a plain-HTTP proxy refusing our credentials rather than
+/// from Google: a 407, or a 401 without Google's JSON error body (some proxies send 401).
+fn proxy_refusal(status: u16, body: &[u8]) -> bool {
+    let json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    status == 407 || (status == 401 && !json)
+}
+
 /// Whether an outcome came from an answer by Google (so the way there works).
 fn answered(outcome: &Outcome) -> bool {
     matches!(
@@ -898,4 +904,21 @@ fn transport_outcome(e: &reqwest::Error) -> Outcome {
         source = s.source();
     }
     Outcome::Transient { class, message: text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_refusing_credentials_is_told_from_google() {
+        assert!(proxy_refusal(407, b""));
+        assert!(proxy_refusal(401, b"<html>Unauthorized</html>"));
+        assert!(proxy_refusal(401, b""));
+        assert!(!proxy_refusal(
+            401,
+            br#" {"error":{"code":401,"status":"UNAUTHENTICATED"}}"#
+        ));
+        assert!(!proxy_refusal(403, b"<html>Forbidden</html>"));
+    }
 }

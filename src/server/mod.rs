@@ -64,7 +64,11 @@ impl AppState {
             }
             out.push_str("# HELP gb_proxy_cooling Whether an egress proxy is cooling down after failures.\n# TYPE gb_proxy_cooling gauge\n");
             for p in &proxies {
-                out.push_str(&format!("gb_proxy_cooling{{proxy=\"{}\"}} {}\n", p.label, u8::from(p.cooling_in.is_some())));
+                out.push_str(&format!(
+                    "gb_proxy_cooling{{proxy=\"{}\"}} {}\n",
+                    p.label,
+                    u8::from(p.cooling_in.is_some())
+                ));
             }
         }
         out
