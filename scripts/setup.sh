@@ -2,7 +2,8 @@
 # Installs everything building and testing need, skipping what is already there:
 # the wasm target, cargo-leptos 0.3.10 + wasm-bindgen 0.2.130 (prebuilt cache when available,
 # else `cargo install`), wasm-opt from npm's binaryen 132, cargo-nextest, Debian's Chromium and
-# Playwright for the browser tests, Debian's redis-server for the replica tests.
+# Playwright for the browser tests, Debian's redis-server for the replica tests and tinyproxy for
+# the egress proxy tests.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -31,10 +32,11 @@ if ! command -v cargo-nextest >/dev/null; then
   cargo install --locked cargo-nextest
 fi
 # Browser tests: Debian's Chromium (Playwright's own browser download is not used) and the
-# end2end npm packages. Replica tests: Debian's redis-server.
+# end2end npm packages. Replica tests: Debian's redis-server. Proxy tests: Debian's tinyproxy.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v tinyproxy >/dev/null || [ -x /usr/bin/tinyproxy ] || missing+=(tinyproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

@@ -27,6 +27,46 @@ pub struct KeyView {
     pub requests_total: u64,
     /// Seconds since the Unix epoch.
     pub last_used: Option<u64>,
+    /// The egress proxy this key goes through, as `host:port` (never its credentials); `None`
+    /// when no proxies are configured.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Whether an operator pinned the key to that proxy (otherwise a hash of the key chose it).
+    #[serde(default)]
+    pub proxy_pinned: bool,
+}
+
+/// One egress proxy (`GEMINI_PROXIES`) as the admin view shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProxyView {
+    /// Position in `GEMINI_PROXIES`, from 0.
+    pub index: usize,
+    /// `host:port` only: credentials in the URL are never shown.
+    pub host: String,
+    /// Keys going through this proxy now.
+    pub keys: usize,
+    /// Requests that failed to get through this proxy, and that did, since start.
+    pub failures: u64,
+    pub successes: u64,
+    pub consecutive_failures: u32,
+    /// Seconds until keys behind it are tried first again, while it cools down after failures.
+    pub cooling_in_secs: Option<u64>,
+    pub last_error: Option<KeyReason>,
+}
+
+/// A proxy named by its index in `GEMINI_PROXIES` or its `host:port`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProxyRef {
+    Index(usize),
+    Host(String),
+}
+
+/// Body of `POST /admin/api/keys/{id}/proxy`: pin the key to a proxy, or `null` to return it
+/// to the proxy its hash chooses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PinProxy {
+    pub proxy: Option<ProxyRef>,
 }
 
 /// The last error a key saw.

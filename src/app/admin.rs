@@ -9,7 +9,7 @@ use leptos::task::spawn_local;
 
 use super::browser;
 use super::logs::{KeyStatsPanel, LogsView};
-use crate::api::admin::{AddKeysResult, KeyView, PoolSummary, ValidationProgress};
+use crate::api::admin::{AddKeysResult, KeyView, PinProxy, PoolSummary, ProxyRef, ProxyView, ValidationProgress};
 
 const STORE_ADMIN_TOKEN: &str = "gb.admin-token";
 
@@ -69,6 +69,7 @@ pub fn AdminPage() -> impl IntoView {
     let login_error = RwSignal::new(None::<String>);
     let keys = RwSignal::new(Vec::<KeyView>::new());
     let summary = RwSignal::new(None::<PoolSummary>);
+    let proxies = RwSignal::new(Vec::<ProxyView>::new());
     let progress = RwSignal::new(None::<ValidationProgress>);
     let message = RwSignal::new(None::<String>);
     let filter = RwSignal::new(String::new());
@@ -101,6 +102,9 @@ pub fn AdminPage() -> impl IntoView {
             }
             if let Ok((200, body)) = browser::admin_call("GET", "/admin/api/summary", &t, None).await {
                 summary.set(serde_json::from_str(&body).ok());
+            }
+            if let Ok((200, body)) = browser::admin_call("GET", "/admin/api/proxies", &t, None).await {
+                proxies.set(serde_json::from_str(&body).unwrap_or_default());
             }
             if let Ok((200, body)) = browser::admin_call("GET", "/admin/api/validate", &t, None).await {
                 let p: Option<ValidationProgress> = serde_json::from_str(&body).ok();
@@ -171,6 +175,7 @@ pub fn AdminPage() -> impl IntoView {
                 f.is_empty()
                     || k.masked.to_lowercase().contains(&f)
                     || k.id.contains(&f)
+                    || k.proxy.as_ref().is_some_and(|p| p.contains(&f))
                     || k.reason.as_ref().is_some_and(|r| r.message.to_lowercase().contains(&f))
             })
             .filter(|k| sf.is_empty() || k.state == sf)
@@ -201,10 +206,44 @@ pub fn AdminPage() -> impl IntoView {
         }
     };
 
+    // Proxy cell: the key's proxy (host:port only) and a choice to pin it to another.
+    let proxy_cell = move |k: &KeyView| {
+        let id = k.id.clone();
+        let current = k.proxy.clone().unwrap_or_default();
+        let pinned = k.proxy_pinned;
+        let select_id = format!("proxy-{id}");
+        let options = proxies
+            .get_untracked()
+            .into_iter()
+            .map(|p| {
+                let selected = pinned && p.host == current;
+                view! { <option value=p.index.to_string() selected=selected>{format!("pin to {}", p.host)}</option> }
+            })
+            .collect_view();
+        view! {
+            <td class="proxy">
+                <code>{current.clone()}</code>
+                {pinned.then(|| view! { <span class="muted small">" pinned"</span> })}
+                <label class="visually-hidden" for=select_id.clone()>"Proxy for this key"</label>
+                <select id=select_id class="small" on:change=move |ev| {
+                    let value = event_target_value(&ev);
+                    let pin = PinProxy { proxy: value.parse::<usize>().ok().map(ProxyRef::Index) };
+                    let body = serde_json::to_string(&pin).ok();
+                    act("POST", format!("/admin/api/keys/{id}/proxy"), body, "Proxy changed.");
+                }>
+                    <option value="" selected=!pinned>"by hash"</option>
+                    {options}
+                </select>
+            </td>
+        }
+    };
+
     let rows = move || {
+        let show_proxy = !proxies.get().is_empty();
         visible()
             .into_iter()
             .map(|k| {
+                let proxy = show_proxy.then(|| proxy_cell(&k));
                 let id = k.id.clone();
                 let (id_toggle, id_reset, id_validate, id_remove) = (id.clone(), id.clone(), id.clone(), id.clone());
                 let stats_target = (id.clone(), k.masked.clone());
@@ -225,6 +264,7 @@ pub fn AdminPage() -> impl IntoView {
                         <td class="num">{k.tokens_total}</td>
                         <td class="num">{k.avg_latency_ms_hour.map_or_else(|| "–".to_string(), |l| format!("{l} ms"))}</td>
                         <td>{ago(k.last_used)}</td>
+                        {proxy}
                         <td class="actions">
                             <button on:click=move |_| {
                                 let action = if manual { "enable" } else { "disable" };
@@ -327,6 +367,25 @@ pub fn AdminPage() -> impl IntoView {
                         }
                     })}
                     <div class="card wide"><h3>"Last hour"</h3>{chart}</div>
+                    {move || {
+                        let list = proxies.get();
+                        (!list.is_empty()).then(|| {
+                            let items = list
+                                .into_iter()
+                                .map(|p| {
+                                    let cooling = p.cooling_in_secs.map(|s| format!(" · cooling down, {s}s left"));
+                                    let last = p.last_error.map(|e| format!(" · last error: {}", e.message));
+                                    view! {
+                                        <li>
+                                            <code>{p.host}</code>" · "{p.keys}" key(s) · "{p.successes}" ok · "{p.failures}" failed"
+                                            {cooling}<span class="muted">{last}</span>
+                                        </li>
+                                    }
+                                })
+                                .collect_view();
+                            view! { <div class="card wide"><h3>"Egress proxies"</h3><ul class="proxies small">{items}</ul></div> }
+                        })
+                    }}
                 </section>
                 {move || message.get().map(|m| view! { <p class="notice ok" role="status">{m}</p> })}
                 <section class="toolbar" aria-label="Filter and actions">
@@ -356,6 +415,7 @@ pub fn AdminPage() -> impl IntoView {
                                 <th scope="col">"Tokens"</th>
                                 <th scope="col">"Latency"</th>
                                 {header("Last used", SortBy::LastUsed)}
+                                {move || (!proxies.get().is_empty()).then(|| view! { <th scope="col">"Proxy"</th> })}
                                 <th scope="col">"Actions"</th>
                             </tr>
                         </thead>

@@ -8,10 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 
 use super::pool::{KeyPool, KeyStatus, Verdict};
+use super::proxy::{PinError, Proxies};
 use super::secret::Secret;
-use super::store::{Snapshot, Store, StoredCounters, StoredKey};
+use super::store::{Snapshot, Store, StoredCounters, StoredKey, StoredPin};
 use super::upstream::Upstream;
-use crate::api::admin::{AddKeysResult, KeyReason, KeyView, PoolSummary, ValidationProgress};
+use crate::api::admin::{AddKeysResult, KeyReason, KeyView, PoolSummary, ProxyRef, ProxyView, ValidationProgress};
 
 fn secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -45,6 +46,35 @@ impl From<KeyStatus> for KeyView {
             tokens_total: s.tokens,
             requests_total: s.requests,
             last_used: s.last_used.map(secs),
+            proxy: None,
+            proxy_pinned: false,
+        }
+    }
+}
+
+/// Why pinning a key to a proxy failed.
+#[derive(Debug)]
+pub enum PinFailure {
+    /// No such proxy, or none configured: the request's fault.
+    Proxy(PinError),
+    /// The pin could not be stored.
+    Store(String),
+}
+
+/// Re-applies stored pins at start-up, for keys and proxies that still exist.
+pub fn restore_pins(pool: &KeyPool, proxies: &Proxies, pins: &[StoredPin]) {
+    for pin in pins {
+        if pool.find(&pin.fingerprint).is_none() {
+            continue;
+        }
+        let applied = proxies
+            .find(&pin.proxy)
+            .ok()
+            .filter(|i| proxies.label(*i) == Some(pin.proxy.as_str()))
+            .map(|i| proxies.pin(&pin.fingerprint, Some(i)));
+        if !matches!(applied, Some(Ok(()))) {
+            tracing::warn!(key = %pin.fingerprint, proxy = %pin.proxy,
+                "a key was pinned to a proxy no longer in GEMINI_PROXIES; it uses its hash-bound proxy");
         }
     }
 }
@@ -93,7 +123,77 @@ impl Admin {
     }
 
     pub fn keys(&self) -> Vec<KeyView> {
-        self.pool.status().into_iter().map(KeyView::from).collect()
+        let proxies = self.upstream.proxies();
+        self.pool
+            .status()
+            .into_iter()
+            .map(|s| {
+                let route = proxies.route(&s.fingerprint);
+                let pinned = route.is_some() && proxies.is_pinned(&s.fingerprint);
+                let mut view = KeyView::from(s);
+                view.proxy = route.and_then(|i| proxies.label(i)).map(str::to_string);
+                view.proxy_pinned = pinned;
+                view
+            })
+            .collect()
+    }
+
+    /// The egress proxies with the number of keys behind each and their health.
+    pub fn proxies(&self) -> Vec<ProxyView> {
+        let proxies = self.upstream.proxies();
+        if proxies.is_empty() {
+            return Vec::new();
+        }
+        let mut keys = vec![0usize; proxies.len()];
+        for (fp, _) in self.pool.secrets() {
+            if let Some(slot) = proxies.route(&fp).and_then(|i| keys.get_mut(i)) {
+                *slot += 1;
+            }
+        }
+        proxies
+            .status(std::time::Instant::now())
+            .into_iter()
+            .map(|p| ProxyView {
+                index: p.index,
+                keys: keys.get(p.index).copied().unwrap_or(0),
+                host: p.label,
+                failures: p.failures,
+                successes: p.successes,
+                consecutive_failures: p.consecutive_failures,
+                cooling_in_secs: p.cooling_in.map(|d| d.as_secs_f64().ceil() as u64),
+                last_error: p.last_error.map(|e| KeyReason {
+                    class: "proxy_error".into(),
+                    message: e.message,
+                    at: secs(e.at),
+                }),
+            })
+            .collect()
+    }
+
+    /// Pins a key to a proxy (`None`: back to its hash-bound proxy), persisted. `Ok(false)`:
+    /// no such key.
+    pub async fn pin_proxy(&self, fingerprint: &str, proxy: Option<&ProxyRef>) -> Result<bool, PinFailure> {
+        if self.pool.find(fingerprint).is_none() {
+            return Ok(false);
+        }
+        let proxies = self.upstream.proxies();
+        if proxies.is_empty() {
+            return Err(PinFailure::Proxy(PinError::NoProxies));
+        }
+        let index = match proxy {
+            None => None,
+            Some(ProxyRef::Index(i)) if *i < proxies.len() => Some(*i),
+            Some(ProxyRef::Index(i)) => return Err(PinFailure::Proxy(PinError::UnknownProxy(i.to_string()))),
+            Some(ProxyRef::Host(host)) => Some(proxies.find(host).map_err(PinFailure::Proxy)?),
+        };
+        let label = index.and_then(|i| proxies.label(i)).map(str::to_string);
+        self.store
+            .save_pin(fingerprint.to_string(), label.clone())
+            .await
+            .map_err(PinFailure::Store)?;
+        proxies.pin(fingerprint, index).map_err(PinFailure::Proxy)?;
+        tracing::info!(key = %fingerprint, proxy = label.as_deref().unwrap_or("(hash-bound)"), "key pinned to a proxy by an operator");
+        Ok(true)
     }
 
     pub fn summary(&self) -> PoolSummary {
@@ -189,6 +289,11 @@ impl Admin {
             return Ok(false);
         }
         self.persist(fingerprint, true).await?;
+        let proxies = self.upstream.proxies();
+        if proxies.is_pinned(fingerprint) {
+            let _ = proxies.pin(fingerprint, None);
+            self.store.save_pin(fingerprint.to_string(), None).await?;
+        }
         Ok(true)
     }
 

@@ -48,6 +48,8 @@ pub struct Settings {
     pub responses_max_bytes: usize,
     /// Shared pool state for several replicas (`REDIS_URL`); `None`: this replica alone.
     pub redis: Option<super::redis_sync::RedisSettings>,
+    /// Egress proxies keys are spread over (`GEMINI_PROXIES`); empty: straight to Google.
+    pub proxies: Vec<super::proxy::ProxySpec>,
 }
 
 /// Health-tracking knobs of the key pool.
@@ -134,6 +136,7 @@ impl Settings {
             }
         };
         let allowed_tokens = secret_list(get("ALLOWED_TOKENS"));
+        let proxies = super::proxy::parse_list(get("GEMINI_PROXIES")).map_err(|m| err("GEMINI_PROXIES", m))?;
         let admin_token = get("ADMIN_TOKEN").map(Secret::new);
 
         let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
@@ -290,6 +293,7 @@ impl Settings {
                     ))
                 }
             },
+            proxies,
         })
     }
 }
@@ -357,6 +361,21 @@ mod tests {
         let e = Settings::from_map(&map(&[("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", "-1")])).unwrap_err();
         assert_eq!(e.setting, "UPSTREAM_FIRST_BYTE_TIMEOUT_SECS");
         assert!(e.to_string().contains("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS"));
+        let e = Settings::from_map(&map(&[("GEMINI_PROXIES", "http://a:1,gopher://u:hunter22@b:2")])).unwrap_err();
+        assert_eq!(e.setting, "GEMINI_PROXIES");
+        assert!(!e.to_string().contains("hunter22"), "{e}");
+    }
+
+    #[test]
+    fn proxies_are_optional_and_keep_their_order() {
+        assert!(Settings::from_map(&map(&[])).unwrap().proxies.is_empty());
+        let s = Settings::from_map(&map(&[(
+            "GEMINI_PROXIES",
+            "http://u:p@10.0.0.1:3128, socks5://10.0.0.2:1080,https://p.example",
+        )]))
+        .unwrap();
+        let labels: Vec<&str> = s.proxies.iter().map(|p| p.label()).collect();
+        assert_eq!(labels, ["10.0.0.1:3128", "10.0.0.2:1080", "p.example:443"]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openai;
 pub mod owners;
 pub mod pool;
+pub mod proxy;
 pub mod redis_sync;
 pub mod response_store;
 pub mod secret;

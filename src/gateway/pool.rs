@@ -41,6 +41,10 @@ pub enum Outcome {
     /// Google accepted the request (headers received) but did not finish in time: slow is not
     /// dead, so no blame, and no retry on another key (it would repeat the same slow work).
     Stalled { message: String },
+    /// The key's egress proxy could not be reached or refused the request (connection refused,
+    /// handshake or authentication failure): the proxy's fault, not the key's. No blame on the
+    /// key; the request moves on to another key.
+    ProxyFailed { message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +87,7 @@ impl Outcome {
             Outcome::ClientError => "client_error",
             Outcome::Cancelled => "cancelled",
             Outcome::Stalled { .. } => "stalled",
+            Outcome::ProxyFailed { .. } => "proxy_error",
         }
     }
 
@@ -95,6 +100,7 @@ impl Outcome {
                 | Outcome::ModelUnavailable { .. }
                 | Outcome::RateLimited { .. }
                 | Outcome::Transient { .. }
+                | Outcome::ProxyFailed { .. }
         )
     }
 
@@ -106,6 +112,7 @@ impl Outcome {
             | Outcome::PermissionDenied { message }
             | Outcome::ModelUnavailable { message }
             | Outcome::Stalled { message }
+            | Outcome::ProxyFailed { message }
             | Outcome::RateLimited { message, .. } => message,
             Outcome::Success | Outcome::ClientError | Outcome::Cancelled => "",
         }
@@ -119,6 +126,7 @@ impl Outcome {
             | Outcome::PermissionDenied { message }
             | Outcome::ModelUnavailable { message }
             | Outcome::Stalled { message }
+            | Outcome::ProxyFailed { message }
             | Outcome::RateLimited { message, .. } => *message = text,
             Outcome::Success | Outcome::ClientError | Outcome::Cancelled => {}
         }
@@ -497,6 +505,17 @@ impl KeyPool {
     /// its share to the key after it: with 10 keys and 5 in a row cooling, each of the other 5
     /// gets a fifth of the requests.
     pub fn acquire(&self, model: &str, exclude: &[u64]) -> Result<Lease, Unavailable> {
+        self.acquire_where(model, exclude, |_| true)
+    }
+
+    /// Like [`KeyPool::acquire`], considering only the keys `eligible` accepts (keys behind an
+    /// egress proxy that is cooling down are passed over while others can serve).
+    pub fn acquire_where(
+        &self,
+        model: &str,
+        exclude: &[u64],
+        eligible: impl Fn(&KeyEntry) -> bool,
+    ) -> Result<Lease, Unavailable> {
         let keys = self.snapshot();
         let n = keys.len();
         let now = self.clock.now();
@@ -507,7 +526,7 @@ impl KeyPool {
             let ticket = self.cursor.fetch_add(1, Ordering::Relaxed);
             for i in 0..n {
                 let entry = &keys[ticket.wrapping_add(i) % n];
-                if exclude.contains(&entry.id) {
+                if exclude.contains(&entry.id) || !eligible(entry) {
                     continue;
                 }
                 let taken = try_take(&mut entry.health(), model, now);
@@ -1094,6 +1113,9 @@ impl Lease {
     pub fn masked(&self) -> &str {
         &self.entry.masked
     }
+    pub fn fingerprint(&self) -> &str {
+        &self.entry.fingerprint
+    }
     pub fn is_trial(&self) -> bool {
         self.trial
     }
@@ -1192,7 +1214,11 @@ fn apply_locally(
     h.last_used = Some(clock.wall());
     if !matches!(
         outcome,
-        Outcome::Success | Outcome::ClientError | Outcome::Cancelled | Outcome::Stalled { .. }
+        Outcome::Success
+            | Outcome::ClientError
+            | Outcome::Cancelled
+            | Outcome::Stalled { .. }
+            | Outcome::ProxyFailed { .. }
     ) {
         entry.failures.fetch_add(1, Ordering::Relaxed);
     }
@@ -1291,7 +1317,7 @@ fn apply_locally(
                 strikes: h.strikes,
             })
         }
-        Outcome::ClientError | Outcome::Cancelled | Outcome::Stalled { .. } => {
+        Outcome::ClientError | Outcome::Cancelled | Outcome::Stalled { .. } | Outcome::ProxyFailed { .. } => {
             end_trial(&mut h);
             None
         }
@@ -1367,6 +1393,33 @@ mod tests {
 
     fn state_of(p: &KeyPool, id: u64) -> &'static str {
         p.status().into_iter().find(|s| s.id == id).map(|s| s.state).unwrap()
+    }
+
+    #[test]
+    fn proxy_failures_never_count_against_the_key() {
+        let (p, _) = pool(1);
+        for _ in 0..10 {
+            let outcome = Outcome::ProxyFailed {
+                message: "connection refused".into(),
+            };
+            assert!(outcome.is_retryable());
+            p.acquire("m", &[]).unwrap().report(&outcome);
+        }
+        let s = &p.status()[0];
+        assert_eq!(s.state, "active");
+        assert_eq!((s.consecutive_failures, s.failures), (0, 0));
+        assert!(s.last_error.is_none());
+    }
+
+    #[test]
+    fn acquire_where_passes_over_ineligible_keys() {
+        let (p, _) = pool(3);
+        let first = p.status()[0].fingerprint.clone();
+        for _ in 0..6 {
+            let lease = p.acquire_where("m", &[], |e| e.fingerprint() == first).unwrap();
+            assert_eq!(lease.fingerprint(), first);
+        }
+        assert!(p.acquire_where("m", &[], |_| false).is_err());
     }
 
     /// Two replicas' pools: decisions taken by one, sent as facts, block the same key in the

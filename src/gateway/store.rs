@@ -1,6 +1,6 @@
 //! Embedded persistence (SQLite under `DATA_DIR`): keys added at run time and their operator
-//! state, per-key lifetime counters, which key owns each uploaded file and cached content, and
-//! the request log.
+//! state, keys pinned to an egress proxy, per-key lifetime counters, which key owns each uploaded
+//! file and cached content, and the request log.
 //!
 //! All writes go through one writer thread. Key changes are written before the caller is told
 //! they succeeded (a crash never loses a key); log rows are queued without blocking the request
@@ -67,11 +67,21 @@ pub struct StoredResource {
     pub created: u64,
 }
 
+/// A key pinned by an operator to one egress proxy, named by its `host:port` (indexes shift
+/// when `GEMINI_PROXIES` changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPin {
+    pub fingerprint: String,
+    pub proxy: String,
+}
+
 enum Cmd {
     Log(LogRow),
     Resource(StoredResource),
     ForgetResource(String),
     Key(StoredKey, SyncSender<Result<(), String>>),
+    /// A pin set (`Some` proxy) or removed (`None`).
+    Pin(String, Option<String>, SyncSender<Result<(), String>>),
     Counters(Vec<StoredCounters>),
     Flush(SyncSender<()>),
 }
@@ -90,6 +100,7 @@ pub struct Snapshot {
     pub counters: Vec<StoredCounters>,
     /// Owned resources that have not expired.
     pub resources: Vec<StoredResource>,
+    pub pins: Vec<StoredPin>,
 }
 
 fn unix(t: SystemTime) -> i64 {
@@ -104,6 +115,7 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
          CREATE TABLE IF NOT EXISTS keys (
              fingerprint TEXT PRIMARY KEY, key TEXT NOT NULL, added_at_runtime INTEGER NOT NULL,
              manual_disabled INTEGER NOT NULL, removed INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE IF NOT EXISTS proxy_pins (fingerprint TEXT PRIMARY KEY, proxy TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS counters (
              fingerprint TEXT PRIMARY KEY, requests INTEGER NOT NULL, failures INTEGER NOT NULL, tokens INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS request_log (
@@ -347,10 +359,22 @@ impl Store {
 
     /// Writes a key change and waits until it is on disk.
     pub async fn save_key(&self, key: StoredKey) -> Result<(), String> {
+        self.write(|ack| Cmd::Key(key, ack)).await
+    }
+
+    /// Writes a key's proxy pin (`None`: removes it) and waits until it is on disk.
+    pub async fn save_pin(&self, fingerprint: String, proxy: Option<String>) -> Result<(), String> {
+        self.write(|ack| Cmd::Pin(fingerprint, proxy, ack)).await
+    }
+
+    async fn write(
+        &self,
+        cmd: impl FnOnce(SyncSender<Result<(), String>>) -> Cmd + Send + 'static,
+    ) -> Result<(), String> {
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
             let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-            tx.send(Cmd::Key(key, ack_tx))
+            tx.send(cmd(ack_tx))
                 .map_err(|_| "the store writer stopped".to_string())?;
             ack_rx.recv().map_err(|_| "the store writer stopped".to_string())?
         })
@@ -486,10 +510,21 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     })? {
         resources.push(row?);
     }
+    let mut pins = Vec::new();
+    let mut stmt = conn.prepare("SELECT fingerprint, proxy FROM proxy_pins ORDER BY rowid")?;
+    for row in stmt.query_map([], |r| {
+        Ok(StoredPin {
+            fingerprint: r.get(0)?,
+            proxy: r.get(1)?,
+        })
+    })? {
+        pins.push(row?);
+    }
     Ok(Snapshot {
         keys,
         counters,
         resources,
+        pins,
     })
 }
 
@@ -625,6 +660,17 @@ fn writer(mut conn: Connection, rx: Receiver<Cmd>, retention: Duration, max_rows
                     .map(|_| ())
                     .map_err(|e| e.to_string());
                 let _ = ack.send(result);
+            }
+            Ok(Cmd::Pin(fingerprint, proxy, ack)) => {
+                let result = match proxy {
+                    Some(proxy) => conn.execute(
+                        "INSERT INTO proxy_pins (fingerprint, proxy) VALUES (?1, ?2)
+                         ON CONFLICT(fingerprint) DO UPDATE SET proxy = excluded.proxy",
+                        params![fingerprint, proxy],
+                    ),
+                    None => conn.execute("DELETE FROM proxy_pins WHERE fingerprint = ?1", params![fingerprint]),
+                };
+                let _ = ack.send(result.map(|_| ()).map_err(|e| e.to_string()));
             }
             Ok(Cmd::Counters(list)) => {
                 let result = (|| -> rusqlite::Result<()> {
@@ -1018,6 +1064,47 @@ mod tests {
             "detail",
             started.elapsed().as_secs_f64() * 1000.0,
             d.is_some()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A database written before proxy pins existed opens, gains the table, and keeps pins.
+    #[tokio::test]
+    async fn pins_persist_and_old_databases_gain_the_table() {
+        let dir = std::env::temp_dir().join(format!("gb-store-pins-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let old = Connection::open(dir.join("gemini-balance.db")).unwrap();
+            old.execute_batch(
+                "CREATE TABLE keys (fingerprint TEXT PRIMARY KEY, key TEXT NOT NULL, added_at_runtime INTEGER NOT NULL,
+                 manual_disabled INTEGER NOT NULL, removed INTEGER NOT NULL DEFAULT 0);",
+            )
+            .unwrap();
+        }
+        let (store, snapshot) = Store::open(&dir, Duration::from_secs(86_400), 1000).unwrap();
+        assert!(snapshot.pins.is_empty());
+        store
+            .save_pin("aaa".into(), Some("10.0.0.1:3128".into()))
+            .await
+            .unwrap();
+        store
+            .save_pin("bbb".into(), Some("10.0.0.2:3128".into()))
+            .await
+            .unwrap();
+        store
+            .save_pin("aaa".into(), Some("10.0.0.3:3128".into()))
+            .await
+            .unwrap();
+        store.save_pin("bbb".into(), None).await.unwrap();
+        drop(store);
+        let (_, snapshot) = Store::open(&dir, Duration::from_secs(86_400), 1000).unwrap();
+        assert_eq!(
+            snapshot.pins,
+            [StoredPin {
+                fingerprint: "aaa".into(),
+                proxy: "10.0.0.3:3128".into()
+            }]
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -24,7 +24,8 @@ use super::error::GatewayError;
 use super::gemini::{self, ErrorBody};
 use super::metrics::{AttemptRecord, Metrics, RequestTrace};
 use super::owners::{self, Resources};
-use super::pool::{FailureClass, KeyPool, Lease, Outcome, RetryAfter, Verdict};
+use super::pool::{FailureClass, KeyPool, Lease, Outcome, RetryAfter, Unavailable, Verdict};
+use super::proxy::{Proxies, ProxySpec};
 use super::sse::SseParser;
 
 /// One request to Gemini, independent of the key that will carry it.
@@ -220,6 +221,25 @@ pub struct Upstream {
     metrics: Arc<Metrics>,
     probe_model: String,
     resources: Arc<Resources>,
+    /// Egress proxies (`GEMINI_PROXIES`); empty: `http` goes straight to Google.
+    proxies: Proxies,
+}
+
+/// The HTTP client's settings, shared by the direct client and each proxy's.
+fn client_builder(settings: &UpstreamSettings) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .user_agent(concat!("gemini-balance/", env!("CARGO_PKG_VERSION")));
+    // One HTTP/2 connection caps concurrent streams (often at 100); HTTP/1.1 with a large pool
+    // scales with the number of requests instead.
+    if settings.http2 {
+        builder
+    } else {
+        builder.http1_only()
+    }
 }
 
 impl Upstream {
@@ -230,18 +250,7 @@ impl Upstream {
         max_retries: u32,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .pool_max_idle_per_host(1024)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .user_agent(concat!("gemini-balance/", env!("CARGO_PKG_VERSION")));
-        // One HTTP/2 connection caps concurrent streams (often at 100); HTTP/1.1 with a large pool
-        // scales with the number of requests instead.
-        if !settings.http2 {
-            builder = builder.http1_only();
-        }
-        let http = builder
+        let http = client_builder(&settings)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
@@ -253,7 +262,18 @@ impl Upstream {
             metrics,
             probe_model: "gemini-2.5-flash".to_string(),
             resources: Arc::new(Resources::default()),
+            proxies: Proxies::default(),
         })
+    }
+
+    /// Sends each key's requests through one of these proxies (none: directly).
+    pub fn with_proxies(mut self, specs: &[ProxySpec]) -> Result<Self, String> {
+        self.proxies = Proxies::new(specs, || client_builder(&self.settings))?;
+        Ok(self)
+    }
+
+    pub fn proxies(&self) -> &Proxies {
+        &self.proxies
     }
 
     /// The model probes and validations ask `countTokens` of.
@@ -296,14 +316,19 @@ impl Upstream {
         });
     }
 
-    fn request(&self, call: &Call, lease: &Lease) -> reqwest::RequestBuilder {
+    /// The client for a route: the proxy's, or the direct one.
+    fn client(&self, route: Option<usize>) -> &reqwest::Client {
+        route.and_then(|i| self.proxies.client(i)).unwrap_or(&self.http)
+    }
+
+    fn request(&self, call: &Call, lease: &Lease, route: Option<usize>) -> reqwest::RequestBuilder {
         let mut url = format!("{}{}", self.base_url, call.path);
         if let Some(q) = &call.query {
             url.push('?');
             url.push_str(q);
         }
         let mut req = self
-            .http
+            .client(route)
             .request(call.method.clone(), url)
             .header("x-goog-api-key", lease.key().expose());
         for (name, value) in &call.headers {
@@ -395,7 +420,7 @@ impl Upstream {
                     .and_then(|key| self.pool.acquire_key(key, &call.model))
                 {
                     Some(Ok(lease)) => Ok(lease),
-                    _ => self.pool.acquire(&call.model, &tried),
+                    _ => self.acquire(&call.model, &tried),
                 },
             };
             let lease = match acquired {
@@ -418,6 +443,7 @@ impl Upstream {
             tried.push(lease.key_id());
             let key = lease.masked().to_string();
             let entry = lease.entry();
+            let route = self.proxies.route(lease.fingerprint());
             let started = Instant::now();
             let result = attempt(lease).await;
             let elapsed = started.elapsed();
@@ -426,7 +452,19 @@ impl Upstream {
                 Attempt::Failed { outcome, status, .. } => (outcome.class(), *status),
             };
             self.book(call, &key, class, status, elapsed);
-            self.pool.record(&entry, class == "success", elapsed);
+            if let Some(proxy) = route {
+                self.book_proxy(proxy, &key, &result);
+            }
+            if !matches!(
+                result,
+                Attempt::Failed {
+                    outcome: Outcome::ProxyFailed { .. },
+                    ..
+                }
+            ) {
+                // A proxy failure says nothing about the key: not in its success rate either.
+                self.pool.record(&entry, class == "success", elapsed);
+            }
             match result {
                 Attempt::Done(value) => {
                     self.metrics.served(&call.model);
@@ -545,6 +583,60 @@ impl Upstream {
         }
     }
 
+    /// The next key to try. While an egress proxy cools down after failures, keys behind the
+    /// other proxies go first; keys behind it are used only when no other key can serve.
+    fn acquire(&self, model: &str, tried: &[u64]) -> Result<Lease, Unavailable> {
+        if !self.proxies.is_empty() {
+            let now = std::time::Instant::now();
+            if self.proxies.any_cooling(now) {
+                let healthy = |e: &super::pool::KeyEntry| !self.proxies.is_cooling(e.fingerprint(), now);
+                if let Ok(lease) = self.pool.acquire_where(model, tried, healthy) {
+                    return Ok(lease);
+                }
+            }
+        }
+        self.pool.acquire(model, tried)
+    }
+
+    /// Books an attempt's effect on the proxy it went through: a proxy failure cools it down;
+    /// any answer from Google proves it works.
+    fn book_proxy<T>(&self, proxy: usize, key: &str, result: &Attempt<T>) {
+        match result {
+            Attempt::Done(_) => self.proxies.succeeded(proxy),
+            Attempt::Failed {
+                outcome: Outcome::ProxyFailed { message },
+                ..
+            } => {
+                self.proxies.failed(proxy, message, std::time::Instant::now());
+                tracing::warn!(proxy = self.proxies.label(proxy).unwrap_or(""), key = %key, message = %message,
+                    "egress proxy failed; the key is not blamed");
+            }
+            Attempt::Failed { outcome, .. } if answered(outcome) => self.proxies.succeeded(proxy),
+            Attempt::Failed { .. } => {}
+        }
+    }
+
+    /// Classifies an error of the HTTP client. Through a proxy, failing to connect (to the proxy,
+    /// its handshake, its authentication, or its tunnel to Google) is the proxy's failure.
+    fn transport_failure(&self, e: &reqwest::Error, route: Option<usize>) -> Outcome {
+        let outcome = transport_outcome(e);
+        match route {
+            Some(proxy) => {
+                let message = self.proxies.scrub(proxy, outcome.message());
+                if e.is_connect() {
+                    Outcome::ProxyFailed {
+                        message: format!("the egress proxy failed: {message}"),
+                    }
+                } else {
+                    let mut outcome = outcome;
+                    outcome.set_message(message);
+                    outcome
+                }
+            }
+            None => outcome,
+        }
+    }
+
     /// Sends and waits for the response headers, within the first-byte timeout (and `deadline`).
     async fn send_headers(
         &self,
@@ -559,9 +651,10 @@ impl Upstream {
         };
         let first_byte = Instant::now() + wait;
         let limit = deadline.map_or(first_byte, |d| d.min(first_byte));
-        match tokio::time::timeout_at(limit, self.request(call, lease).send()).await {
+        let route = self.proxies.route(lease.fingerprint());
+        match tokio::time::timeout_at(limit, self.request(call, lease, route).send()).await {
             Err(_) => Err(timeout_outcome("no response from Gemini within the first-byte timeout")),
-            Ok(Err(e)) => Err(transport_outcome(&e)),
+            Ok(Err(e)) => Err(self.transport_failure(&e, route)),
             Ok(Ok(resp)) => Ok(resp),
         }
     }
@@ -574,6 +667,12 @@ impl Upstream {
             Ok(Some(body)) => body,
             _ => Bytes::new(),
         };
+        if self.proxies.route(lease.fingerprint()).is_some() && proxy_refusal(status, &body) {
+            let outcome = Outcome::ProxyFailed {
+                message: format!("the egress proxy refused its credentials (HTTP {status})"),
+            };
+            return failed(lease, outcome);
+        }
         let (outcome, error, raw) = self.classify(lease, status, &body);
         lease.report(&outcome);
         Attempt::Failed {
@@ -737,8 +836,13 @@ impl Upstream {
     /// Works, rejected (the key's own fault), or inconclusive (Google busy, slow or unreachable).
     pub async fn probe(&self, key: &super::secret::Secret) -> Verdict {
         let url = format!("{}/v1beta/models/{}:countTokens", self.base_url, self.probe_model);
+        let route = if self.proxies.is_empty() {
+            None
+        } else {
+            self.proxies.route(&super::pool::fingerprint(key))
+        };
         let req = self
-            .http
+            .client(route)
             .post(url)
             .header("x-goog-api-key", key.expose())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -746,7 +850,7 @@ impl Upstream {
         let limit = self.settings.probe_timeout;
         let resp = match tokio::time::timeout(limit, req.send()).await {
             Err(_) => return Verdict::Inconclusive("the probe timed out".into()),
-            Ok(Err(e)) => return Verdict::Inconclusive(transport_outcome(&e).message().to_string()),
+            Ok(Err(e)) => return Verdict::Inconclusive(self.transport_failure(&e, route).message().to_string()),
             Ok(Ok(resp)) => resp,
         };
         let status = resp.status().as_u16();
@@ -897,6 +1001,29 @@ fn failed<T>(lease: &mut Lease, outcome: Outcome) -> Attempt<T> {
     Attempt::failed_without_report(outcome)
 }
 
+/// Whether an error answer came from a plain-HTTP proxy refusing our credentials rather than
+/// from Google: a 407, or a 401 without Google's JSON error body (some proxies send 401).
+fn proxy_refusal(status: u16, body: &[u8]) -> bool {
+    let json = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    status == 407 || (status == 401 && !json)
+}
+
+/// Whether an outcome came from an answer by Google (so the way there works).
+fn answered(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::InvalidKey { .. }
+            | Outcome::PermissionDenied { .. }
+            | Outcome::ModelUnavailable { .. }
+            | Outcome::RateLimited { .. }
+            | Outcome::ClientError
+            | Outcome::Transient {
+                class: FailureClass::ServerError,
+                ..
+            }
+    )
+}
+
 fn timeout_outcome(message: &str) -> Outcome {
     Outcome::Transient {
         class: FailureClass::Timeout,
@@ -922,4 +1049,21 @@ fn transport_outcome(e: &reqwest::Error) -> Outcome {
         source = s.source();
     }
     Outcome::Transient { class, message: text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_refusing_credentials_is_told_from_google() {
+        assert!(proxy_refusal(407, b""));
+        assert!(proxy_refusal(401, b"<html>Unauthorized</html>"));
+        assert!(proxy_refusal(401, b""));
+        assert!(!proxy_refusal(
+            401,
+            br#" {"error":{"code":401,"status":"UNAUTHENTICATED"}}"#
+        ));
+        assert!(!proxy_refusal(403, b"<html>Forbidden</html>"));
+    }
 }

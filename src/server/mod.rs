@@ -54,6 +54,24 @@ impl AppState {
             );
             out.push_str(&format!("gb_redis_up {}\n", u8::from(shared.is_up())));
         }
+        let proxies = self.gateway.upstream().proxies().status(std::time::Instant::now());
+        if !proxies.is_empty() {
+            out.push_str("# HELP gb_proxy_attempts_total Upstream attempts through each egress proxy: failed to get through, or answered.\n# TYPE gb_proxy_attempts_total counter\n");
+            for p in &proxies {
+                out.push_str(&format!(
+                    "gb_proxy_attempts_total{{proxy=\"{}\",result=\"proxy_error\"}} {}\ngb_proxy_attempts_total{{proxy=\"{}\",result=\"ok\"}} {}\n",
+                    p.label, p.failures, p.label, p.successes
+                ));
+            }
+            out.push_str("# HELP gb_proxy_cooling Whether an egress proxy is cooling down after failures.\n# TYPE gb_proxy_cooling gauge\n");
+            for p in &proxies {
+                out.push_str(&format!(
+                    "gb_proxy_cooling{{proxy=\"{}\"}} {}\n",
+                    p.label,
+                    u8::from(p.cooling_in.is_some())
+                ));
+            }
+        }
         out
     }
 }
@@ -65,9 +83,11 @@ fn admin_api(state: &AppState) -> Router<AppState> {
         .route("/keys", get(admin::keys).post(admin::add_keys))
         .route("/keys/{id}", axum::routing::delete(admin::remove_key))
         .route("/keys/{id}/stats", get(admin::key_stats))
+        .route("/keys/{id}/proxy", post(admin::pin_proxy))
         .route("/keys/{id}/{action}", post(admin::key_action))
         .route("/logs", get(admin::logs))
         .route("/logs/{id}", get(admin::log_detail))
+        .route("/proxies", get(admin::proxies))
         .route("/summary", get(admin::summary))
         .route("/validate", get(admin::validation_progress).post(admin::validate_all))
         .fallback(admin::not_found_route)
@@ -289,8 +309,15 @@ impl Application {
             )
             .map_err(StartupError::Client)?
             .with_probe_model(&settings.probe_model)
-            .with_resources(Arc::new(Resources::new(Some(store.clone()), snapshot.resources))),
+            .with_resources(Arc::new(Resources::new(Some(store.clone()), snapshot.resources)))
+            .with_proxies(&settings.proxies)
+            .map_err(StartupError::Client)?,
         );
+        if !settings.proxies.is_empty() {
+            admin::restore_pins(&pool, upstream.proxies(), &snapshot.pins);
+            let hosts: Vec<&str> = settings.proxies.iter().map(|p| p.label()).collect();
+            tracing::info!(proxies = %hosts.join(", "), "keys leave through egress proxies");
+        }
         if !assets::site_present() {
             tracing::warn!("the web UI was not built into this binary (run `cargo leptos build --release`); the API works without it");
         }

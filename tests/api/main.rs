@@ -14,6 +14,7 @@ mod logs;
 mod media;
 mod openai_chat;
 mod pool_failover;
+mod proxies;
 mod reliability;
 mod replicas;
 mod responses;

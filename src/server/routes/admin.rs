@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::api::admin::{AddKeys, LogQuery};
+use crate::api::admin::{AddKeys, LogQuery, PinProxy};
+use crate::gateway::admin::PinFailure;
 use crate::gateway::pool::Verdict;
 use crate::server::auth::bearer_from;
 use crate::server::AppState;
@@ -111,6 +112,36 @@ pub async fn key_action(State(state): State<AppState>, Path((id, action)): Path<
         },
         Ok(false) => not_found(&id),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    }
+}
+
+pub async fn proxies(State(state): State<AppState>) -> Response {
+    Json(state.admin.proxies()).into_response()
+}
+
+/// `POST /admin/api/keys/{id}/proxy` with `{"proxy": <index> | "<host:port>" | null}`.
+pub async fn pin_proxy(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Response {
+    const USAGE: &str =
+        "Expected a JSON body {\"proxy\": <index in GEMINI_PROXIES> | \"host:port\" | null (back to the hash-bound proxy)}.";
+    let pin = match body {
+        Ok(Json(value)) if value.get("proxy").is_some() => serde_json::from_value::<PinProxy>(value).ok(),
+        _ => None,
+    };
+    let Some(pin) = pin else {
+        return error(StatusCode::BAD_REQUEST, USAGE);
+    };
+    match state.admin.pin_proxy(&id, pin.proxy.as_ref()).await {
+        Ok(true) => match state.admin.keys().into_iter().find(|k| k.id == id) {
+            Some(view) => Json(view).into_response(),
+            None => not_found(&id),
+        },
+        Ok(false) => not_found(&id),
+        Err(PinFailure::Proxy(e)) => error(StatusCode::BAD_REQUEST, &format!("Cannot pin the key: {e}.")),
+        Err(PinFailure::Store(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e),
     }
 }
 
