@@ -1720,6 +1720,72 @@ mod tests {
         }
     }
 
+    /// Many threads at once: tickets that land in a blocked run are spread over the usable
+    /// keys, not handed to the first usable key after the run.
+    #[test]
+    fn round_robin_stays_fair_around_a_blocked_run_under_contention() {
+        let (p, clock) = pool(10);
+        let ids: Vec<u64> = p.status().iter().map(|s| s.id).collect();
+        // Keys 0..5 in a row are cooling down (three failures each).
+        for id in &ids[..5] {
+            for _ in 0..3 {
+                let mut l = p.acquire("m", &ids.iter().filter(|i| *i != id).copied().collect::<Vec<_>>()).unwrap();
+                assert_eq!(l.key_id(), *id);
+                l.report(&transient());
+            }
+        }
+        clock.advance(Duration::from_secs(1));
+        let before: HashMap<u64, u64> = p.status().iter().map(|s| (s.id, s.requests)).collect();
+        let p = Arc::new(p);
+        const THREADS: u64 = 8;
+        const EACH: u64 = 4000;
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..EACH {
+                        p.acquire("m", &[]).unwrap().report(&Outcome::Success);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let status = p.status();
+        let total = (THREADS * EACH) as f64;
+        for s in &status {
+            let share = (s.requests - before[&s.id]) as f64 / total;
+            if ids[..5].contains(&s.id) {
+                assert_eq!(s.state, "cooling_down");
+                assert_eq!(share, 0.0, "a cooling key got requests");
+            } else {
+                assert!((0.17..=0.23).contains(&share), "key {}: {:.1}% of the requests", s.id, share * 100.0);
+            }
+        }
+    }
+
+    /// The usable key a ticket landing on a blocked key is mapped to is the same whatever the
+    /// interleaving: every ticket decides by itself.
+    #[test]
+    fn excluded_and_blocked_keys_are_skipped_in_order() {
+        let (p, _) = pool(4);
+        let ids: Vec<u64> = p.status().iter().map(|s| s.id).collect();
+        p.set_manual(&p.status()[1].fingerprint, true);
+        // Every key but the blocked one and the excluded one: only key 2 or 3 can be chosen.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..12 {
+            let mut l = p.acquire("m", &[ids[0]]).unwrap();
+            seen.insert(l.key_id());
+            l.report(&Outcome::Success);
+        }
+        assert_eq!(seen, [ids[2], ids[3]].into_iter().collect());
+        // Nothing usable: the wait of the earliest key, and the count of keys.
+        let err = p.acquire("m", &[ids[0], ids[2], ids[3]]).unwrap_err();
+        assert_eq!(err.total_keys, 4);
+        assert!(!err.all_rate_limited);
+    }
+
     #[test]
     fn stale_lease_outcomes_never_undo_an_operator_action() {
         let (p, clock) = pool(1);

@@ -778,3 +778,66 @@ fn transport_outcome(e: &reqwest::Error) -> Outcome {
     }
     Outcome::Transient { class, message: text }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::clock::SystemClock;
+    use crate::gateway::config::PoolSettings;
+    use crate::gateway::secret::Secret;
+
+    const KEY: &str = "AIzaUpstreamTestKey000000000000000000q1";
+    const OTHER: &str = "AIzaUpstreamTestKey111111111111111111q2";
+
+    fn upstream() -> Upstream {
+        let settings = PoolSettings {
+            max_failures: 3,
+            cooldown: Duration::from_secs(10),
+            cooldown_max: Duration::from_secs(60),
+            revalidate: Duration::from_secs(60),
+            revalidate_max: Duration::from_secs(600),
+            default_rate_limit: Duration::from_secs(30),
+        };
+        let pool = Arc::new(KeyPool::new(
+            vec![Secret::new(KEY), Secret::new(OTHER)],
+            settings,
+            Arc::new(SystemClock),
+        ));
+        let timeouts = UpstreamSettings {
+            connect_timeout: Duration::from_secs(1),
+            first_byte_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            total_timeout: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(1),
+            http2: false,
+        };
+        Upstream::new("http://127.0.0.1:9", pool, timeouts, 2, Arc::default()).unwrap()
+    }
+
+    /// Every field of Google's error (details and their metadata included) is masked before
+    /// it is parsed: the error passed back to clients holds no key, this lease's or another's.
+    #[test]
+    fn classify_masks_keys_in_every_field_of_the_error() {
+        let up = upstream();
+        let lease = up.pool.acquire("m", &[]).unwrap();
+        let key = lease.key().expose().to_string();
+        let body = serde_json::json!({"error": {
+            "code": 403,
+            "message": format!("Permission denied: Consumer 'api_key:{key}' has been suspended."),
+            "status": "PERMISSION_DENIED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SOMETHING_NEW",
+                 "metadata": {"consumer": format!("api_key:{key}"), "other": OTHER}},
+                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+                 "message": format!("Consumer 'api_key:{key}' has been suspended.")}
+            ]
+        }});
+        let (outcome, error, ..) = up.classify(&lease, 403, body.to_string().as_bytes());
+        // An unknown reason: about the request, so the error would go back to the client.
+        assert_eq!(outcome, Outcome::ClientError);
+        let shown = serde_json::to_string(&error).unwrap();
+        assert!(!shown.contains(KEY) && !shown.contains(OTHER), "{shown}");
+        assert!(shown.contains("AIza…0q1"), "{shown}");
+        assert_eq!(error.error.details.len(), 2);
+    }
+}
