@@ -710,12 +710,12 @@ async fn main() {
         st.drop_after_first_byte,
         0,
     );
+    row("ERROR EVENT BEFORE ANY CONTENT (must be 0)", st.error_before_content, 0);
     row(
-        "ERROR EVENT BEFORE ANY CONTENT (must be 0)",
-        st.error_before_content,
+        "STREAM ENDED WITHOUT [DONE] OR ERROR EVENT (must be 0)",
+        st.truncated,
         0,
     );
-    row("STREAM ENDED WITHOUT [DONE] OR ERROR EVENT (must be 0)", st.truncated, 0);
     row("CLIENT CONNECTION ERROR (must be 0)", st.connect, pl.connect);
     row(
         "CONNECTION BROKEN WHILE READING BODY (must be 0)",
@@ -883,7 +883,10 @@ async fn main() {
             "stream(s) whose first event was an error (nothing else sent)",
         ),
         (st.connect + pl.connect, "client connection error(s)"),
-        (st.body_broken + pl.body_broken, "connection(s) broken while reading the body"),
+        (
+            st.body_broken + pl.body_broken,
+            "connection(s) broken while reading the body",
+        ),
         (pl.bad_body, "200 whole answer(s) without a usable completion"),
         (st.client_timeout + pl.client_timeout, "client timeout(s)"),
     ];

@@ -1614,7 +1614,10 @@ fn anthropic_request() -> BoxedStrategy<Value> {
             "messages",
             array(
                 object(vec![
-                    must("role", one_of(&["user", "user", "assistant", "assistant", "system", ""])),
+                    must(
+                        "role",
+                        one_of(&["user", "user", "assistant", "assistant", "system", ""]),
+                    ),
                     must("content", anthropic_content()),
                 ]),
                 6,
@@ -1637,7 +1640,10 @@ fn anthropic_request() -> BoxedStrategy<Value> {
         ),
         opt(
             "thinking",
-            object(vec![must("type", one_of(&["enabled", "disabled", "adaptive", ""])), opt("budget_tokens", integer())]),
+            object(vec![
+                must("type", one_of(&["enabled", "disabled", "adaptive", ""])),
+                opt("budget_tokens", integer()),
+            ]),
         ),
         opt("output_config", any_json()),
         opt("metadata", any_json()),
@@ -1772,14 +1778,20 @@ fn responses_tool() -> BoxedStrategy<Value> {
 fn responses_request() -> BoxedStrategy<Value> {
     object(vec![
         must("model", model_name()),
-        opt("input", prop_oneof![2 => string(), 5 => array(responses_item(), 6)].boxed()),
+        opt(
+            "input",
+            prop_oneof![2 => string(), 5 => array(responses_item(), 6)].boxed(),
+        ),
         opt("instructions", string()),
         opt("tools", array(responses_tool(), 4)),
         opt(
             "tool_choice",
             prop_oneof![
                 one_of(&["none", "auto", "required"]),
-                object(vec![must("type", one_of(&["function", "custom", "allowed_tools"])), opt("name", one_of(&["get_weather", "f"]))]),
+                object(vec![
+                    must("type", one_of(&["function", "custom", "allowed_tools"])),
+                    opt("name", one_of(&["get_weather", "f"]))
+                ]),
             ]
             .boxed(),
         ),
@@ -1798,7 +1810,10 @@ fn responses_request() -> BoxedStrategy<Value> {
         ),
         opt(
             "reasoning",
-            object(vec![opt("effort", one_of(&["minimal", "low", "medium", "high", "none", ""])), opt("summary", one_of(&["auto", "detailed", "concise"]))]),
+            object(vec![
+                opt("effort", one_of(&["minimal", "low", "medium", "high", "none", ""])),
+                opt("summary", one_of(&["auto", "detailed", "concise"])),
+            ]),
         ),
         opt("max_output_tokens", count()),
         opt("temperature", sampling()),

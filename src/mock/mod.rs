@@ -76,7 +76,10 @@ pub enum Behavior {
     },
     /// Waits `delay_ms`, then behaves as `then` (e.g. an error that comes late, while the
     /// request is in flight).
-    Late { delay_ms: u64, then: Box<Behavior> },
+    Late {
+        delay_ms: u64,
+        then: Box<Behavior>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
