@@ -8,8 +8,11 @@
 //! Every client-visible outcome is classified; the gateway's resident memory is sampled every
 //! second; at the end every key is set to ok and the pool is read back through the admin API.
 //!
-//! Exits non-zero when a request got an error status before its first byte, or when one of the
-//! healthy keys is left disabled. Targets 127.0.0.1 only; bounded in time (`CHAOS_SECS`, default
+//! Exits non-zero when a request got an error status before its first byte, a stream ended
+//! without `[DONE]` or an error event, a stream's first event was an error, a client connection
+//! failed, broke or timed out, a 200 whole answer was unusable, the resident memory grew (median
+//! of the last 10 s above 1.2 × the median of the 10 s after the warm-up), or one of the healthy
+//! keys is left disabled. Targets 127.0.0.1 only; bounded in time (`CHAOS_SECS`, default
 //! 60) and in concurrency (`CHAOS_STREAMS`, default 1000; `CHAOS_PLAIN`, default 32).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,6 +47,9 @@ const ADMIN_TOKEN: &str = "chaos-admin-token";
 const PROMPT: &str = "soak the gateway under rotating faults";
 /// How many error samples of each kind are kept for the report.
 const SAMPLES: usize = 8;
+/// How much the gateway's resident memory may grow from the start of the load (after its
+/// warm-up) to its end.
+const RSS_GROWTH_LIMIT: f64 = 1.2;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -436,6 +442,8 @@ async fn main() {
     let first_event_ms = env_u64("CHAOS_FIRST_EVENT_MS", 300);
     let between_ms = env_u64("CHAOS_BETWEEN_MS", 50);
     let recovery_secs = env_u64("CHAOS_RECOVERY_SECS", 15);
+    // Seconds of load before the memory baseline is taken (10 s medians are compared after it).
+    let rss_warmup_secs = env_u64("CHAOS_RSS_WARMUP_SECS", 10);
     let duration = Duration::from_secs(secs);
 
     let (mock_port, gw_port) = (free_port(), free_port());
@@ -702,21 +710,21 @@ async fn main() {
         st.drop_after_first_byte,
         0,
     );
+    row("ERROR EVENT BEFORE ANY CONTENT (must be 0)", st.error_before_content, 0);
     row(
-        "error event before any content (200 stream)",
-        st.error_before_content,
+        "STREAM ENDED WITHOUT [DONE] OR ERROR EVENT (must be 0)",
+        st.truncated,
         0,
     );
-    row("BUG: stream ended without [DONE] or error event", st.truncated, 0);
-    row("client connection error (no response headers)", st.connect, pl.connect);
+    row("CLIENT CONNECTION ERROR (must be 0)", st.connect, pl.connect);
     row(
-        "client connection broken while reading body",
+        "CONNECTION BROKEN WHILE READING BODY (must be 0)",
         st.body_broken,
         pl.body_broken,
     );
-    row("200 without a usable completion", 0, pl.bad_body);
+    row("200 WITHOUT A USABLE COMPLETION (must be 0)", 0, pl.bad_body);
     row(
-        &format!("client timeout ({} s)", client.timeout.as_secs()),
+        &format!("CLIENT TIMEOUT ({} s, must be 0)", client.timeout.as_secs()),
         st.client_timeout,
         pl.client_timeout,
     );
@@ -743,26 +751,50 @@ async fn main() {
         pll.last().copied().unwrap_or(0)
     );
 
-    let avg = |v: Vec<u64>| {
-        if v.is_empty() {
-            0.0
-        } else {
-            v.iter().sum::<u64>() as f64 / v.len() as f64
-        }
+    // Memory must stay flat under steady load: the median of the last 10 s may exceed the
+    // median of the first 10 s after the warm-up (connections opening, buffers growing to their
+    // working size) by at most RSS_GROWTH_LIMIT.
+    let median = |mut v: Vec<u64>| -> Option<u64> {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
     };
-    let first10 = avg(rss.iter().filter(|(t, _)| *t < 10.0).map(|(_, k)| *k).collect());
-    let last10 = avg(rss
-        .iter()
-        .filter(|(t, _)| *t >= secs_f - 10.0)
-        .map(|(_, k)| *k)
-        .collect());
+    let window = |from: f64, to: f64| -> Vec<u64> {
+        rss.iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|(_, k)| *k)
+            .collect()
+    };
+    let warmup_f = rss_warmup_secs as f64;
+    let rss_start = median(window(warmup_f, warmup_f + 10.0));
+    let rss_end = median(window(secs_f - 10.0, f64::INFINITY));
     let max = rss.iter().map(|(_, k)| *k).max().unwrap_or(0);
     println!("\n== gateway resident memory (VmRSS, {} samples, 1/s)", rss.len());
     println!("idle before load               {:>10.1} MiB", mib(rss_idle));
-    println!("first 10 s average             {:>10.1} MiB", mib(first10 as u64));
-    println!("last 10 s average              {:>10.1} MiB", mib(last10 as u64));
+    let show = |v: Option<u64>| v.map_or_else(|| "n/a".to_string(), |k| format!("{:.1} MiB", mib(k)));
+    println!(
+        "RSS start (median {}-{} s)      {:>14}",
+        rss_warmup_secs,
+        rss_warmup_secs + 10,
+        show(rss_start)
+    );
+    println!("RSS end (median of last 10 s)  {:>14}", show(rss_end));
     println!("max                            {:>10.1} MiB", mib(max));
     println!("after drain (no open requests) {:>10.1} MiB", mib(rss_after));
+    let rss_flat = match (rss_start, rss_end) {
+        (Some(start), Some(end)) if secs_f >= warmup_f + 20.0 => {
+            let ok = end as f64 <= RSS_GROWTH_LIMIT * start as f64;
+            println!(
+                "RSS end/start {:.2} (limit {RSS_GROWTH_LIMIT}): {}",
+                end as f64 / start.max(1) as f64,
+                if ok { "flat" } else { "GROWING" }
+            );
+            Some(ok)
+        }
+        _ => {
+            println!("RSS flatness not checked: the run is shorter than warm-up + 20 s");
+            None
+        }
+    };
 
     println!("\n== upstream attempts by outcome (gateway /admin/api/summary)");
     if let Some(list) = summary_during.get("attempts_by_outcome").and_then(Value::as_array) {
@@ -842,6 +874,32 @@ async fn main() {
     if errors_before_first_byte > 0 {
         failures.push(format!(
             "{errors_before_first_byte} error status(es) before the first byte"
+        ));
+    }
+    let problems = [
+        (st.truncated, "stream(s) ended without [DONE] or an error event"),
+        (
+            st.error_before_content,
+            "stream(s) whose first event was an error (nothing else sent)",
+        ),
+        (st.connect + pl.connect, "client connection error(s)"),
+        (
+            st.body_broken + pl.body_broken,
+            "connection(s) broken while reading the body",
+        ),
+        (pl.bad_body, "200 whole answer(s) without a usable completion"),
+        (st.client_timeout + pl.client_timeout, "client timeout(s)"),
+    ];
+    for (count, what) in problems {
+        if count > 0 {
+            failures.push(format!("{count} {what}"));
+        }
+    }
+    if rss_flat == Some(false) {
+        failures.push(format!(
+            "resident memory grew: last 10 s median {:.1} MiB > {RSS_GROWTH_LIMIT} × {:.1} MiB",
+            mib(rss_end.unwrap_or(0)),
+            mib(rss_start.unwrap_or(0))
         ));
     }
     if states.len() != 8 {

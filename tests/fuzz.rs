@@ -1,6 +1,6 @@
 //! Fuzzing on stable: proptest properties for everything in the crate that reads untrusted bytes.
 //!
-//! Client requests (chat, embeddings), Gemini responses and stream events, the response merger,
+//! Client requests (chat, embeddings, Anthropic Messages, OpenAI Responses), Gemini responses and stream events, the response merger,
 //! SSE framing and upstream error bodies. The first rule everywhere: whatever the input, nothing
 //! panics. A few real properties ride along (SSE chunking, retry delays bounded by `MAX_WAIT`,
 //! stream tool-call indexes).
@@ -1524,5 +1524,352 @@ fn retry_delays_are_read_and_bounded() {
             );
         }
         Ok(1)
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Anthropic Messages and OpenAI Responses requests
+// ---------------------------------------------------------------------------------------------
+
+fn model_name() -> BoxedStrategy<Value> {
+    prop_oneof![
+        6 => one_of(&["gemini-2.5-flash", "gemini-2.5-pro", "claude-sonnet-4-5", "gpt-4o", "models/gemini-2.5-flash", "gemini-2.5-flash-thinking"]),
+        1 => string(),
+    ]
+    .boxed()
+}
+
+fn anthropic_source() -> BoxedStrategy<Value> {
+    prop_oneof![
+        3 => object(vec![
+            must("type", constant("base64")),
+            must("media_type", one_of(&["image/png", "image/jpeg", "application/pdf", "text/plain", ""])),
+            must("data", prop_oneof!["[A-Za-z0-9+/=]{0,24}".prop_map(Value::String), string()].boxed()),
+        ]),
+        2 => object(vec![must("type", constant("url")), must("url", url())]),
+        1 => object(vec![must("type", constant("text")), must("data", string())]),
+        1 => object(vec![must("type", one_of(&["file", "content"])), opt("file_id", string())]),
+    ]
+    .boxed()
+}
+
+fn anthropic_block() -> BoxedStrategy<Value> {
+    let leaf = prop_oneof![
+        8 => object(vec![must("type", constant("text")), must("text", string()), opt("cache_control", any_json())]),
+        3 => object(vec![must("type", constant("image")), must("source", anthropic_source())]),
+        2 => object(vec![must("type", constant("document")), must("source", anthropic_source())]),
+        4 => object(vec![
+            must("type", constant("tool_use")),
+            must("id", call_id()),
+            must("name", one_of(&["get_weather", "f", ""])),
+            opt("input", any_json()),
+        ]),
+        2 => object(vec![
+            must("type", constant("thinking")),
+            opt("thinking", string()),
+            opt("signature", prop_oneof![string(), Just(Value::Null)].boxed()),
+        ]),
+        1 => object(vec![must("type", constant("redacted_thinking")), opt("data", string())]),
+        1 => object(vec![must("type", one_of(&["server_tool_use", "web_search_tool_result", "citation", ""]))]),
+    ];
+    leaf.prop_recursive(2, 12, 4, |inner| {
+        object(vec![
+            must("type", constant("tool_result")),
+            must("tool_use_id", call_id()),
+            opt(
+                "content",
+                prop_oneof![string(), vec(inner, 0..4).prop_map(Value::Array)].boxed(),
+            ),
+            opt("is_error", boolean()),
+        ])
+    })
+    .boxed()
+}
+
+fn anthropic_content() -> BoxedStrategy<Value> {
+    prop_oneof![2 => string(), 5 => array(anthropic_block(), 5)].boxed()
+}
+
+fn anthropic_tool() -> BoxedStrategy<Value> {
+    prop_oneof![
+        4 => object(vec![
+            must("name", one_of(&["get_weather", "f", ""])),
+            opt("description", string()),
+            opt("input_schema", schema()),
+        ]),
+        1 => object(vec![
+            must("type", one_of(&["web_search_20250305", "code_execution_20250522", "bash_20250124", "custom"])),
+            opt("name", one_of(&["web_search", "bash", "f"])),
+            opt("max_uses", count()),
+        ]),
+    ]
+    .boxed()
+}
+
+fn anthropic_request() -> BoxedStrategy<Value> {
+    object(vec![
+        must("model", model_name()),
+        must("max_tokens", count()),
+        must(
+            "messages",
+            array(
+                object(vec![
+                    must(
+                        "role",
+                        one_of(&["user", "user", "assistant", "assistant", "system", ""]),
+                    ),
+                    must("content", anthropic_content()),
+                ]),
+                6,
+            ),
+        ),
+        opt("system", anthropic_content()),
+        opt("stop_sequences", array(string(), 3)),
+        opt("temperature", sampling()),
+        opt("top_p", sampling()),
+        opt("top_k", count()),
+        opt("stream", boolean()),
+        opt("tools", array(anthropic_tool(), 4)),
+        opt(
+            "tool_choice",
+            object(vec![
+                must("type", one_of(&["auto", "any", "tool", "none", ""])),
+                opt("name", one_of(&["get_weather", "f", "missing"])),
+                opt("disable_parallel_tool_use", boolean()),
+            ]),
+        ),
+        opt(
+            "thinking",
+            object(vec![
+                must("type", one_of(&["enabled", "disabled", "adaptive", ""])),
+                opt("budget_tokens", integer()),
+            ]),
+        ),
+        opt("output_config", any_json()),
+        opt("metadata", any_json()),
+    ])
+}
+
+/// A Messages request through everything the gateway does with it before it goes upstream:
+/// the media scan and inlining, the translation, and `count_tokens`.
+fn check_anthropic(text: &[u8]) -> Result<usize, TestCaseError> {
+    use gemini_balance::gateway::translate::anthropic;
+    if let Ok(count) = serde_json::from_slice::<anthropic::CountTokensRequest>(text) {
+        let _ = anthropic::count_tokens_body(&count);
+    }
+    let Ok(mut req) = serde_json::from_slice::<anthropic::MessagesRequest>(text) else {
+        return Ok(0);
+    };
+    let urls = anthropic::remote_media(&req.messages);
+    let fetched = urls
+        .iter()
+        .enumerate()
+        .map(|(i, _)| format!("data:image/png;base64,{}", "QUJD".repeat(i % 3)))
+        .collect();
+    anthropic::inline_media(&mut req.messages, fetched);
+    let Ok((model, body)) = anthropic::to_gemini(&req) else {
+        return Ok(1);
+    };
+    prop_assert!(!model.is_empty(), "empty model id");
+    prop_assert!(serde_json::to_vec(&body).is_ok());
+    Ok(2)
+}
+
+#[test]
+fn anthropic_requests_translate_or_fail_cleanly() {
+    let input = anthropic_request().prop_map(|v| json_bytes(&v));
+    fuzz("anthropic request", CHAT_STAGES, input, |b| check_anthropic(&b));
+}
+
+#[test]
+fn anthropic_requests_from_any_json_or_bytes() {
+    let input = prop_oneof![
+        3 => (anthropic_request(), edits()).prop_map(|(v, e)| corrupted(&v, &e)),
+        2 => any_json().prop_map(|v| json_bytes(&v)),
+        1 => bytes(512),
+    ];
+    fuzz("anthropic request, any input", CHAT_STAGES, input, |b| {
+        check_anthropic(&b)
+    });
+}
+
+fn responses_part() -> BoxedStrategy<Value> {
+    prop_oneof![
+        6 => object(vec![
+            must("type", one_of(&["input_text", "output_text", "text", "summary_text", "reasoning_text", "refusal"])),
+            must("text", string()),
+            opt("annotations", array(any_json(), 2)),
+        ]),
+        3 => object(vec![
+            must("type", constant("input_image")),
+            opt("image_url", url()),
+            opt("file_id", string()),
+            opt("detail", one_of(&["low", "high", "auto"])),
+        ]),
+        2 => object(vec![
+            must("type", constant("input_file")),
+            opt("file_data", url()),
+            opt("file_url", url()),
+            opt("filename", string()),
+        ]),
+        1 => object(vec![must("type", one_of(&["input_audio", "computer_screenshot", ""]))]),
+    ]
+    .boxed()
+}
+
+fn responses_item() -> BoxedStrategy<Value> {
+    prop_oneof![
+        6 => object(vec![
+            opt("type", constant("message")),
+            must("role", one_of(&["user", "assistant", "system", "developer", "tool", ""])),
+            must("content", prop_oneof![string(), array(responses_part(), 4)].boxed()),
+            opt("id", call_id()),
+            opt("status", one_of(&["completed", "in_progress"])),
+        ]),
+        3 => object(vec![
+            must("type", one_of(&["function_call", "custom_tool_call"])),
+            must("call_id", call_id()),
+            must("name", one_of(&["get_weather", "f", ""])),
+            opt("arguments", tool_arguments()),
+            opt("input", string()),
+        ]),
+        3 => object(vec![
+            must("type", one_of(&["function_call_output", "custom_tool_call_output"])),
+            must("call_id", call_id()),
+            must("output", prop_oneof![string(), array(responses_part(), 3)].boxed()),
+        ]),
+        2 => object(vec![
+            must("type", constant("reasoning")),
+            opt("id", call_id()),
+            opt("summary", array(responses_part(), 2)),
+            opt("content", array(responses_part(), 2)),
+            opt("encrypted_content", string()),
+        ]),
+        1 => object(vec![must("type", one_of(&["item_reference", "web_search_call", "mcp_call", ""])), opt("id", string())]),
+    ]
+    .boxed()
+}
+
+fn responses_tool() -> BoxedStrategy<Value> {
+    prop_oneof![
+        4 => object(vec![
+            must("type", constant("function")),
+            must("name", one_of(&["get_weather", "f", ""])),
+            opt("description", string()),
+            opt("parameters", schema()),
+            opt("strict", boolean()),
+        ]),
+        2 => object(vec![
+            must("type", constant("custom")),
+            must("name", one_of(&["apply_patch", "f"])),
+            opt(
+                "format",
+                object(vec![must("type", one_of(&["grammar", "text"])), opt("syntax", one_of(&["lark", "regex"])), opt("definition", string())]),
+            ),
+        ]),
+        2 => object(vec![must(
+            "type",
+            one_of(&["web_search", "web_search_preview", "code_interpreter", "file_search", "image_generation", ""]),
+        )]),
+    ]
+    .boxed()
+}
+
+fn responses_request() -> BoxedStrategy<Value> {
+    object(vec![
+        must("model", model_name()),
+        opt(
+            "input",
+            prop_oneof![2 => string(), 5 => array(responses_item(), 6)].boxed(),
+        ),
+        opt("instructions", string()),
+        opt("tools", array(responses_tool(), 4)),
+        opt(
+            "tool_choice",
+            prop_oneof![
+                one_of(&["none", "auto", "required"]),
+                object(vec![
+                    must("type", one_of(&["function", "custom", "allowed_tools"])),
+                    opt("name", one_of(&["get_weather", "f"]))
+                ]),
+            ]
+            .boxed(),
+        ),
+        opt("parallel_tool_calls", boolean()),
+        opt(
+            "text",
+            object(vec![opt(
+                "format",
+                object(vec![
+                    must("type", one_of(&["text", "json_object", "json_schema"])),
+                    opt("name", string()),
+                    opt("schema", schema()),
+                    opt("strict", boolean()),
+                ]),
+            )]),
+        ),
+        opt(
+            "reasoning",
+            object(vec![
+                opt("effort", one_of(&["minimal", "low", "medium", "high", "none", ""])),
+                opt("summary", one_of(&["auto", "detailed", "concise"])),
+            ]),
+        ),
+        opt("max_output_tokens", count()),
+        opt("temperature", sampling()),
+        opt("top_p", sampling()),
+        opt("stream", boolean()),
+        opt("store", boolean()),
+        opt("metadata", any_json()),
+        opt("include", array(string(), 3)),
+        opt("previous_response_id", string()),
+        opt("user", string()),
+    ])
+}
+
+/// A Responses request through the media scan and inlining and the translation, after a stored
+/// history that is itself arbitrary items.
+fn check_responses(text: &[u8], history: &[Value]) -> Result<usize, TestCaseError> {
+    use gemini_balance::gateway::translate::responses;
+    let Ok(req) = serde_json::from_slice::<responses::ResponsesRequest>(text) else {
+        return Ok(0);
+    };
+    let _ = req.stores();
+    let mut input = req.input_items();
+    let urls = responses::remote_media(&input);
+    let fetched = urls
+        .iter()
+        .enumerate()
+        .map(|(i, _)| format!("data:image/png;base64,{}", "QUJD".repeat(i % 3)))
+        .collect();
+    responses::inline_media(&mut input, fetched);
+    let Ok((body, _ctx)) = responses::to_gemini(&req, "gemini-2.5-flash", history, &input) else {
+        return Ok(1);
+    };
+    prop_assert!(serde_json::to_vec(&body).is_ok());
+    Ok(2)
+}
+
+fn history() -> BoxedStrategy<Vec<Value>> {
+    prop_oneof![3 => Just(Vec::new()), 2 => vec(responses_item(), 0..4), 1 => vec(any_json(), 0..3)].boxed()
+}
+
+#[test]
+fn responses_requests_translate_or_fail_cleanly() {
+    let input = (responses_request().prop_map(|v| json_bytes(&v)), history());
+    fuzz("responses request", CHAT_STAGES, input, |(b, h)| {
+        check_responses(&b, &h)
+    });
+}
+
+#[test]
+fn responses_requests_from_any_json_or_bytes() {
+    let input = prop_oneof![
+        3 => (responses_request(), edits()).prop_map(|(v, e)| corrupted(&v, &e)),
+        2 => any_json().prop_map(|v| json_bytes(&v)),
+        1 => bytes(512),
+    ];
+    fuzz("responses request, any input", CHAT_STAGES, input, |b| {
+        check_responses(&b, &[])
     });
 }

@@ -1,5 +1,7 @@
 //! Runs the mock Gemini API (see `gemini_balance::mock`): `mock-gemini [ADDR]`, default
-//! 127.0.0.1:8090. `MOCK_CHUNK_DELAY_MS` sets the delay between stream events (default 40).
+//! 127.0.0.1:8090. `MOCK_CHUNK_DELAY_MS` sets the delay between stream events (default 40);
+//! `MOCK_FIRST_EVENT_MS` the delay before a stream's first event, or before a whole answer's
+//! headers (thinking time, default 0).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,12 +21,15 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let delay = std::env::var("MOCK_CHUNK_DELAY_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+    let env_ms = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(default)
+    };
     let mock = MockGemini::new();
-    mock.set_chunk_delay(Duration::from_millis(delay));
+    mock.set_chunk_delay(Duration::from_millis(env_ms("MOCK_CHUNK_DELAY_MS", 40)));
+    mock.set_first_event_delay(Duration::from_millis(env_ms("MOCK_FIRST_EVENT_MS", 0)));
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {

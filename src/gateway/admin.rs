@@ -319,7 +319,7 @@ impl Admin {
         Some(verdict)
     }
 
-    /// Starts validating every key (4 at a time) in the background; see [`Admin::progress`].
+    /// Starts validating every key (8 at a time) in the background; see [`Admin::progress`].
     pub fn validate_all(&self) -> ValidationProgress {
         let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
         if p.running {

@@ -74,7 +74,8 @@ pub struct UpstreamSettings {
     /// the request moves on to the next one.
     pub first_byte_timeout: Duration,
     /// After Google accepted a stream, the longest wait for its next event (also for the first:
-    /// a thinking model may be silent for minutes).
+    /// a thinking model may be silent for minutes). Whole answers are bounded by
+    /// `total_timeout` alone.
     pub idle_timeout: Duration,
     /// Deadline of a whole non-streaming answer. Streams that keep sending are not bound by it.
     pub total_timeout: Duration,

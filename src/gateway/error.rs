@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::{gemini, openai};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -34,11 +32,7 @@ pub enum GatewayError {
     ModelUnavailable { model: String },
     /// Google rejected the request for its content (4xx that is the client's fault): passed on.
     #[error("{}", .error.error.message)]
-    UpstreamRejected {
-        status: u16,
-        error: gemini::ErrorBody,
-        raw: Bytes,
-    },
+    UpstreamRejected { status: u16, error: gemini::ErrorBody },
     /// Every attempt failed for key or server reasons.
     #[error("{message}")]
     UpstreamFailed {

@@ -49,7 +49,6 @@ fn not_found(message: &str) -> GatewayError {
     GatewayError::UpstreamRejected {
         status: 404,
         error: ErrorBody::new(404, "NOT_FOUND", message),
-        raw: Bytes::new(),
     }
 }
 

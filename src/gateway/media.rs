@@ -85,6 +85,7 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (s[0] & 0xfe00) == 0xfc00 // unique local
                 || (s[0] & 0xffc0) == 0xfe80 // link local
                 || (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0]) // 64:ff9b::/96 NAT64
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // 64:ff9b:1::/48 local-use NAT64
                 || s[0] == 0x2002 // 2002::/16 6to4
                 || s[0..6] == [0, 0, 0, 0, 0, 0] // ::/96 IPv4-compatible
                 || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
@@ -113,7 +114,9 @@ impl MediaFetcher {
                 attempt.error("redirect to a non-public address")
             }
         });
-        let mut builder = reqwest::Client::builder();
+        // No system proxy (HTTP(S)_PROXY): the proxy would resolve and connect to the host itself,
+        // past the resolver below that refuses non-public addresses.
+        let mut builder = reqwest::Client::builder().no_proxy();
         if !allow_private {
             builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
         }
@@ -293,6 +296,8 @@ mod tests {
             "198.18.0.1",
             "198.19.255.255",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1:ffff::1",
             "2002:a00:1::1",
             "::a00:1",
         ] {

@@ -104,6 +104,13 @@ impl Outcome {
         )
     }
 
+    /// Whether the outcome is a failure of the key itself (or of Google's service behind it),
+    /// counted in its success rate: not a success, a stall on an accepted request, a request
+    /// Google refused for its content, or a cancellation.
+    pub fn counts_against_key(&self) -> bool {
+        self.is_retryable() && !matches!(self, Outcome::ProxyFailed { .. })
+    }
+
     /// The message that came with a failure ("" for success and no-information outcomes).
     pub fn message(&self) -> &str {
         match self {
@@ -501,9 +508,12 @@ impl KeyPool {
     /// Hands out the next usable key for `model` in rotation, skipping the keys in `exclude`
     /// (those this request already tried).
     ///
-    /// The cursor moves past the key handed out, so a run of blocked keys does not send all of
-    /// its share to the key after it: with 10 keys and 5 in a row cooling, each of the other 5
-    /// gets a fifth of the requests.
+    /// Each request takes a ticket. When the key the ticket points at is usable it gets the
+    /// request; when it is blocked, the ticket is mapped onto the usable keys alone: the
+    /// tickets landing on blocked keys, numbered in order, are dealt round the usable keys. A
+    /// run of blocked keys thus spreads its share evenly instead of sending it to the key after
+    /// the run, however many requests race: with 10 keys and 5 in a row cooling, each of the
+    /// other 5 gets a fifth of the requests. No allocation, at most three passes over the keys.
     pub fn acquire(&self, model: &str, exclude: &[u64]) -> Result<Lease, Unavailable> {
         self.acquire_where(model, exclude, |_| true)
     }
@@ -519,73 +529,76 @@ impl KeyPool {
         let keys = self.snapshot();
         let n = keys.len();
         let now = self.clock.now();
-        let mut earliest: Option<Instant> = None;
-        let mut all_rate_limited = n > 0;
-        let mut model_unavailable = n > 0;
+        let mut blocked = BlockedSummary::new(n);
+        let skip = |e: &KeyEntry| exclude.contains(&e.id) || !eligible(e);
         if n > 0 {
             let ticket = self.cursor.fetch_add(1, Ordering::Relaxed);
-            for i in 0..n {
-                let entry = &keys[ticket.wrapping_add(i) % n];
-                if exclude.contains(&entry.id) || !eligible(entry) {
-                    continue;
+            let first = ticket % n;
+            // The common case: the ticket's own key is usable.
+            if let Some(lease) = self.take(&keys[first], model, &skip, now, &mut blocked) {
+                return Ok(lease);
+            }
+            // Count the usable keys without changing anything, and the blocked ones before the
+            // ticket's key: the tickets that land on blocked keys, numbered in order, are dealt
+            // round the usable keys.
+            let mut usable = 0;
+            let mut rank = 0;
+            for (i, e) in keys.iter().enumerate() {
+                if !skip(e) && check(&e.health(), model, now).is_ok() {
+                    usable += 1;
+                } else if i < first {
+                    rank += 1;
                 }
-                let taken = try_take(&mut entry.health(), model, now);
-                match taken {
-                    Ok((trial, generation)) => {
-                        if i > 0 {
-                            // Skip the cursor over the blocked run, unless another request has
-                            // moved it meanwhile.
-                            let _ = self.cursor.compare_exchange(
-                                ticket.wrapping_add(1),
-                                ticket.wrapping_add(i + 1),
-                                Ordering::Relaxed,
-                                Ordering::Relaxed,
-                            );
-                        }
-                        entry.requests.fetch_add(1, Ordering::Relaxed);
-                        return Ok(Lease {
-                            entry: entry.clone(),
-                            clock: self.clock.clone(),
-                            settings: self.settings.clone(),
-                            model: model.to_string(),
-                            trial,
-                            generation,
-                            reported: false,
-                            sink: self.sink.get().cloned(),
-                        });
+            }
+            if usable > 0 {
+                let blocked_per_round = n - usable;
+                let pick = (ticket / n).wrapping_mul(blocked_per_round).wrapping_add(rank) % usable;
+                let start = keys
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| !skip(e) && check(&e.health(), model, now).is_ok())
+                    .nth(pick)
+                    .map_or(first, |(i, _)| i);
+                // Take it, or (when another request changed it meanwhile) the next one that
+                // can be taken.
+                blocked = BlockedSummary::new(n);
+                for i in 0..n {
+                    if let Some(lease) = self.take(&keys[(start + i) % n], model, &skip, now, &mut blocked) {
+                        return Ok(lease);
                     }
-                    Err(blocked) => {
-                        if !blocked.rate_limited {
-                            all_rate_limited = false;
-                        }
-                        if !blocked.model_unavailable {
-                            model_unavailable = false;
-                        }
-                        if let Some(until) = blocked.until {
-                            earliest = Some(earliest.map_or(until, |e| e.min(until)));
+                }
+            } else {
+                blocked = BlockedSummary::new(n);
+                for entry in keys.iter() {
+                    if !skip(entry) {
+                        if let Err(b) = check(&entry.health(), model, now) {
+                            blocked.add(&b);
                         }
                     }
                 }
             }
         }
-        Err(Unavailable {
-            retry_after: earliest.map(|t| t.saturating_duration_since(now)),
-            all_rate_limited: all_rate_limited && !model_unavailable,
-            model_unavailable,
-            total_keys: n,
-        })
+        Err(blocked.into_unavailable(now, n))
     }
 
-    /// A lease on one particular key (the owner of a file or cached content), or why it cannot
-    /// be had now. `None` when no key has this fingerprint.
-    pub fn acquire_key(&self, fingerprint: &str, model: &str) -> Option<Result<Lease, Unavailable>> {
-        let entry = self.find(fingerprint)?;
-        let now = self.clock.now();
+    /// Takes `entry` for one request unless `skip` says not to or it may not serve `model`
+    /// now; notes why not otherwise.
+    fn take(
+        &self,
+        entry: &Arc<KeyEntry>,
+        model: &str,
+        skip: &dyn Fn(&KeyEntry) -> bool,
+        now: Instant,
+        blocked: &mut BlockedSummary,
+    ) -> Option<Lease> {
+        if skip(entry) {
+            return None;
+        }
         let taken = try_take(&mut entry.health(), model, now);
-        Some(match taken {
+        match taken {
             Ok((trial, generation)) => {
                 entry.requests.fetch_add(1, Ordering::Relaxed);
-                Ok(Lease {
+                Some(Lease {
                     entry: entry.clone(),
                     clock: self.clock.clone(),
                     settings: self.settings.clone(),
@@ -596,12 +609,22 @@ impl KeyPool {
                     sink: self.sink.get().cloned(),
                 })
             }
-            Err(blocked) => Err(Unavailable {
-                retry_after: blocked.until.map(|t| t.saturating_duration_since(now)),
-                all_rate_limited: blocked.rate_limited,
-                model_unavailable: blocked.model_unavailable,
-                total_keys: 1,
-            }),
+            Err(b) => {
+                blocked.add(&b);
+                None
+            }
+        }
+    }
+
+    /// A lease on one particular key (the owner of a file or cached content), or why it cannot
+    /// be had now. `None` when no key has this fingerprint.
+    pub fn acquire_key(&self, fingerprint: &str, model: &str) -> Option<Result<Lease, Unavailable>> {
+        let entry = self.find(fingerprint)?;
+        let now = self.clock.now();
+        let mut blocked = BlockedSummary::new(1);
+        Some(match self.take(&entry, model, &|_| false, now, &mut blocked) {
+            Some(lease) => Ok(lease),
+            None => Err(blocked.into_unavailable(now, 1)),
         })
     }
 
@@ -1038,9 +1061,47 @@ impl Blocked {
     }
 }
 
-/// Decides under the key's lock whether it may serve a request for `model` now. `Ok` carries
-/// whether the request is the half-open trial, and the generation its outcome must match.
-fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<(bool, u64), Blocked> {
+/// Why the keys looked at could not take a request, summed up for [`Unavailable`].
+struct BlockedSummary {
+    earliest: Option<Instant>,
+    all_rate_limited: bool,
+    model_unavailable: bool,
+}
+
+impl BlockedSummary {
+    fn new(n: usize) -> Self {
+        BlockedSummary {
+            earliest: None,
+            all_rate_limited: n > 0,
+            model_unavailable: n > 0,
+        }
+    }
+
+    fn add(&mut self, b: &Blocked) {
+        if !b.rate_limited {
+            self.all_rate_limited = false;
+        }
+        if !b.model_unavailable {
+            self.model_unavailable = false;
+        }
+        if let Some(until) = b.until {
+            self.earliest = Some(self.earliest.map_or(until, |e| e.min(until)));
+        }
+    }
+
+    fn into_unavailable(self, now: Instant, total_keys: usize) -> Unavailable {
+        Unavailable {
+            retry_after: self.earliest.map(|t| t.saturating_duration_since(now)),
+            all_rate_limited: self.all_rate_limited && !self.model_unavailable,
+            model_unavailable: self.model_unavailable,
+            total_keys,
+        }
+    }
+}
+
+/// Whether a key may serve a request for `model` now, without changing it: `Ok(true)` when
+/// the request would be the half-open trial.
+fn check(h: &Health, model: &str, now: Instant) -> Result<bool, Blocked> {
     if matches!(h.state, KeyState::Manual) {
         return Err(Blocked::until(None));
     }
@@ -1068,15 +1129,23 @@ fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<(bool, u64), Bl
         });
     }
     match h.state {
-        KeyState::Active => Ok((false, h.generation)),
+        KeyState::Active => Ok(false),
         KeyState::CoolingDown { until } if now < until => Err(Blocked::until(Some(until))),
-        KeyState::CoolingDown { .. } | KeyState::HalfOpen { trial_in_flight: false } => {
-            h.set_state(KeyState::HalfOpen { trial_in_flight: true });
-            Ok((true, h.generation))
-        }
+        KeyState::CoolingDown { .. } | KeyState::HalfOpen { trial_in_flight: false } => Ok(true),
         KeyState::HalfOpen { trial_in_flight: true } => Err(Blocked::until(Some(now + Duration::from_secs(1)))),
         KeyState::Disabled { .. } | KeyState::Manual => Err(Blocked::until(None)),
     }
+}
+
+/// Decides under the key's lock whether it may serve a request for `model` now, and takes it.
+/// `Ok` carries whether the request is the half-open trial, and the generation its outcome
+/// must match.
+fn try_take(h: &mut Health, model: &str, now: Instant) -> Result<(bool, u64), Blocked> {
+    let trial = check(h, model, now)?;
+    if trial {
+        h.set_state(KeyState::HalfOpen { trial_in_flight: true });
+    }
+    Ok((trial, h.generation))
 }
 
 /// The right to use one key for one upstream call. Report what happened with [`Lease::report`];
@@ -1212,14 +1281,7 @@ fn apply_locally(
     let fingerprint = || entry.fingerprint.clone();
     let mut h = entry.health();
     h.last_used = Some(clock.wall());
-    if !matches!(
-        outcome,
-        Outcome::Success
-            | Outcome::ClientError
-            | Outcome::Cancelled
-            | Outcome::Stalled { .. }
-            | Outcome::ProxyFailed { .. }
-    ) {
+    if outcome.counts_against_key() {
         entry.failures.fetch_add(1, Ordering::Relaxed);
     }
     if h.generation != generation {
@@ -1807,6 +1869,79 @@ mod tests {
             let c = counts.get(id).copied().unwrap_or(0);
             assert!((180..=220).contains(&c), "key {id}: {c} of 1000 ({counts:?})");
         }
+    }
+
+    /// Many threads at once: tickets that land in a blocked run are spread over the usable
+    /// keys, not handed to the first usable key after the run.
+    #[test]
+    fn round_robin_stays_fair_around_a_blocked_run_under_contention() {
+        let (p, clock) = pool(10);
+        let ids: Vec<u64> = p.status().iter().map(|s| s.id).collect();
+        // Keys 0..5 in a row are cooling down (three failures each).
+        for id in &ids[..5] {
+            for _ in 0..3 {
+                let mut l = p
+                    .acquire("m", &ids.iter().filter(|i| *i != id).copied().collect::<Vec<_>>())
+                    .unwrap();
+                assert_eq!(l.key_id(), *id);
+                l.report(&transient());
+            }
+        }
+        clock.advance(Duration::from_secs(1));
+        let before: HashMap<u64, u64> = p.status().iter().map(|s| (s.id, s.requests)).collect();
+        let p = Arc::new(p);
+        const THREADS: u64 = 8;
+        const EACH: u64 = 4000;
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..EACH {
+                        p.acquire("m", &[]).unwrap().report(&Outcome::Success);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let status = p.status();
+        let total = (THREADS * EACH) as f64;
+        for s in &status {
+            let share = (s.requests - before[&s.id]) as f64 / total;
+            if ids[..5].contains(&s.id) {
+                assert_eq!(s.state, "cooling_down");
+                assert_eq!(share, 0.0, "a cooling key got requests");
+            } else {
+                assert!(
+                    (0.17..=0.23).contains(&share),
+                    "key {}: {:.1}% of the requests",
+                    s.id,
+                    share * 100.0
+                );
+            }
+        }
+    }
+
+    /// The usable key a ticket landing on a blocked key is mapped to is the same whatever the
+    /// interleaving: every ticket decides by itself.
+    #[test]
+    fn excluded_and_blocked_keys_are_skipped_in_order() {
+        let (p, _) = pool(4);
+        let ids: Vec<u64> = p.status().iter().map(|s| s.id).collect();
+        p.set_manual(&p.status()[1].fingerprint, true);
+        // Every key but the blocked one and the excluded one: only key 2 or 3 can be chosen.
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..12 {
+            let mut l = p.acquire("m", &[ids[0]]).unwrap();
+            seen.insert(l.key_id());
+            l.report(&Outcome::Success);
+        }
+        assert_eq!(seen, [ids[2], ids[3]].into_iter().collect());
+        // Nothing usable: the wait of the earliest key, and the count of keys.
+        let err = p.acquire("m", &[ids[0], ids[2], ids[3]]).unwrap_err();
+        assert_eq!(err.total_keys, 4);
+        assert!(!err.all_rate_limited);
     }
 
     #[test]

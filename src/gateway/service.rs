@@ -365,6 +365,9 @@ impl Gateway {
             }
             Backend::Imagen => {
                 let body = images::imagen_body(req, n)?;
+                // `:predict` has no streaming form: Google sends the headers only with the
+                // images, so they are awaited up to the total timeout (a dead key is found out
+                // only then).
                 let call = Call::post(generate_path(&model, "predict"), &model, json_bytes(&body)?).slow();
                 images::from_imagen(&self.upstream.send(&call).await?.body)?
             }
@@ -388,12 +391,10 @@ impl Gateway {
     ) -> Result<(Vec<u8>, &'static str), GatewayError> {
         let model = self.target(&request::model_id(&req.model)?)?.0;
         let (body, format) = translate::speech::to_gemini(req)?;
-        let call = Call::post(generate_path(&model, "generateContent"), &model, json_bytes(&body)?).slow();
-        let answer = self.upstream.send(&call).await?;
-        let parsed: GenerateContentResponse =
-            serde_json::from_slice(&answer.body).map_err(|e| GatewayError::BadUpstreamResponse {
-                message: format!("unreadable answer from Gemini: {e}"),
-            })?;
+        // Asked as a stream and folded, like chat: a key that sends no headers is given up after
+        // the first-byte timeout, while a long text still completes within the total timeout.
+        let answer = self.upstream.generate(&stream_call(&model, &body)?).await?;
+        let parsed = parse_merged(answer.response)?;
         if let Some(tokens) = parsed.usage_metadata.as_ref().map(|u| u64::from(u.total_token_count)) {
             self.upstream.pool().record_tokens(answer.key_id, tokens);
         }

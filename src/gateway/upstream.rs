@@ -7,8 +7,10 @@
 //!
 //! Time: no response headers within the first-byte timeout means a dead key (next key, counted
 //! against it). Once Google has sent the headers it owns the request: silence after that is
-//! slowness, bounded by the idle timeout between events and, for whole answers, the total
-//! deadline; it ends the request with a 504 without blaming the key or retrying elsewhere.
+//! slowness, bounded by the idle timeout between a stream's events and, for whole answers, by
+//! the total deadline alone (Google sends nothing while a model thinks, and the client is not
+//! waiting on events); it ends the request with a 504 without blaming the key or retrying
+//! elsewhere.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -165,7 +167,6 @@ enum Attempt<T> {
         outcome: Outcome,
         status: u16,
         error: ErrorBody,
-        raw: Bytes,
     },
 }
 
@@ -178,17 +179,7 @@ impl<T> Attempt<T> {
     fn into_done<U>(self) -> Result<T, Attempt<U>> {
         match self {
             Attempt::Done(value) => Ok(value),
-            Attempt::Failed {
-                outcome,
-                status,
-                error,
-                raw,
-            } => Err(Attempt::Failed {
-                outcome,
-                status,
-                error,
-                raw,
-            }),
+            Attempt::Failed { outcome, status, error } => Err(Attempt::Failed { outcome, status, error }),
         }
     }
 
@@ -202,12 +193,7 @@ impl<T> Attempt<T> {
             _ => (502, "UNAVAILABLE"),
         };
         let error = ErrorBody::new(status, code, outcome.message());
-        Attempt::Failed {
-            outcome,
-            status,
-            error,
-            raw: Bytes::new(),
-        }
+        Attempt::Failed { outcome, status, error }
     }
 }
 
@@ -357,18 +343,13 @@ impl Upstream {
         self.pool.redact(&text)
     }
 
-    /// Classifies an error answer, with every key in it masked before anything stores it.
-    fn classify(&self, lease: &Lease, status: u16, body: &[u8]) -> (Outcome, ErrorBody, Bytes) {
-        let (mut outcome, mut error) = gemini::classify(status, body);
-        error.error.message = self.redact(lease.key(), &error.error.message);
-        let redacted = self.redact(lease.key(), outcome.message());
-        outcome.set_message(redacted);
-        let raw = if body.is_empty() {
-            Bytes::new()
-        } else {
-            Bytes::from(self.redact(lease.key(), &String::from_utf8_lossy(body)))
-        };
-        (outcome, error, raw)
+    /// Classifies an error answer. The whole body is masked before it is parsed, so no field of
+    /// the error (message, `details`, their metadata) holds a pool key when anything stores,
+    /// logs or returns it.
+    fn classify(&self, lease: &Lease, status: u16, body: &[u8]) -> (Outcome, ErrorBody) {
+        let text = String::from_utf8_lossy(body);
+        let masked = self.redact(lease.key(), &text);
+        gemini::classify(status, masked.as_bytes())
     }
 
     /// Sends a request and returns the whole 2xx body, failing over between keys. For quick
@@ -455,16 +436,11 @@ impl Upstream {
             if let Some(proxy) = route {
                 self.book_proxy(proxy, &key, &result);
             }
-            if !matches!(
-                result,
-                Attempt::Failed {
-                    outcome: Outcome::ProxyFailed { .. },
-                    ..
-                }
-            ) {
-                // A proxy failure says nothing about the key: not in its success rate either.
-                self.pool.record(&entry, class == "success", elapsed);
-            }
+            // The key's success rate counts only its own failures: a stall (Google slow on an
+            // accepted request), a request Google refused or a failing proxy is no mark against
+            // the key.
+            let key_failed = matches!(&result, Attempt::Failed { outcome, .. } if outcome.counts_against_key());
+            self.pool.record(&entry, !key_failed, elapsed);
             match result {
                 Attempt::Done(value) => {
                     self.metrics.served(&call.model);
@@ -472,12 +448,7 @@ impl Upstream {
                         latency_ms = elapsed.as_millis() as u64, "upstream attempt");
                     return Ok(value);
                 }
-                Attempt::Failed {
-                    outcome,
-                    status,
-                    error,
-                    raw,
-                } => {
+                Attempt::Failed { outcome, status, error } => {
                     tracing::info!(key = %key, model = %call.model, attempt = n, outcome = outcome.class(), status,
                         latency_ms = elapsed.as_millis() as u64, message = %error.error.message, "upstream attempt");
                     // Already redacted by `classify`; capped for the request log.
@@ -492,7 +463,7 @@ impl Upstream {
                         });
                     }
                     if !outcome.is_retryable() {
-                        return Err(GatewayError::UpstreamRejected { status, error, raw });
+                        return Err(GatewayError::UpstreamRejected { status, error });
                     }
                     last = Some((outcome, status, error));
                 }
@@ -673,14 +644,9 @@ impl Upstream {
             };
             return failed(lease, outcome);
         }
-        let (outcome, error, raw) = self.classify(lease, status, &body);
+        let (outcome, error) = self.classify(lease, status, &body);
         lease.report(&outcome);
-        Attempt::Failed {
-            outcome,
-            status,
-            error,
-            raw,
-        }
+        Attempt::Failed { outcome, status, error }
     }
 
     async fn attempt_plain(&self, call: &Call, mut lease: Lease) -> Attempt<Answer> {
@@ -931,9 +897,10 @@ async fn read_capped(resp: reqwest::Response, cap: usize) -> Option<Bytes> {
     Some(Bytes::from(out))
 }
 
+/// How long to wait for the next bytes: a stream waits the idle timeout; a whole answer
+/// (`deadline` set) waits until its deadline, however long Google stays silent before it.
 fn wait_limit(idle: Duration, deadline: Option<Instant>) -> Instant {
-    let by_idle = Instant::now() + idle;
-    deadline.map_or(by_idle, |d| d.min(by_idle))
+    deadline.unwrap_or_else(|| Instant::now() + idle)
 }
 
 fn stall_message(idle: Duration, deadline: Option<Instant>, total: Duration, started: bool) -> String {
@@ -1065,5 +1032,64 @@ mod tests {
             br#" {"error":{"code":401,"status":"UNAUTHENTICATED"}}"#
         ));
         assert!(!proxy_refusal(403, b"<html>Forbidden</html>"));
+    }
+
+    use crate::gateway::clock::SystemClock;
+    use crate::gateway::config::PoolSettings;
+    use crate::gateway::secret::Secret;
+
+    const KEY: &str = "AIzaUpstreamTestKey000000000000000000q1";
+    const OTHER: &str = "AIzaUpstreamTestKey111111111111111111q2";
+
+    fn upstream() -> Upstream {
+        let settings = PoolSettings {
+            max_failures: 3,
+            cooldown: Duration::from_secs(10),
+            cooldown_max: Duration::from_secs(60),
+            revalidate: Duration::from_secs(60),
+            revalidate_max: Duration::from_secs(600),
+            default_rate_limit: Duration::from_secs(30),
+        };
+        let pool = Arc::new(KeyPool::new(
+            vec![Secret::new(KEY), Secret::new(OTHER)],
+            settings,
+            Arc::new(SystemClock),
+        ));
+        let timeouts = UpstreamSettings {
+            connect_timeout: Duration::from_secs(1),
+            first_byte_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            total_timeout: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(1),
+            http2: false,
+        };
+        Upstream::new("http://127.0.0.1:9", pool, timeouts, 2, Arc::default()).unwrap()
+    }
+
+    /// Every field of Google's error (details and their metadata included) is masked before
+    /// it is parsed: the error passed back to clients holds no key, this lease's or another's.
+    #[test]
+    fn classify_masks_keys_in_every_field_of_the_error() {
+        let up = upstream();
+        let lease = up.pool.acquire("m", &[]).unwrap();
+        let key = lease.key().expose().to_string();
+        let body = serde_json::json!({"error": {
+            "code": 403,
+            "message": format!("Permission denied: Consumer 'api_key:{key}' has been suspended."),
+            "status": "PERMISSION_DENIED",
+            "details": [
+                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SOMETHING_NEW",
+                 "metadata": {"consumer": format!("api_key:{key}"), "other": OTHER}},
+                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
+                 "message": format!("Consumer 'api_key:{key}' has been suspended.")}
+            ]
+        }});
+        let (outcome, error) = up.classify(&lease, 403, body.to_string().as_bytes());
+        // An unknown reason: about the request, so the error would go back to the client.
+        assert_eq!(outcome, Outcome::ClientError);
+        let shown = serde_json::to_string(&error).unwrap();
+        assert!(!shown.contains(KEY) && !shown.contains(OTHER), "{shown}");
+        assert!(shown.contains("AIza…0q1"), "{shown}");
+        assert_eq!(error.error.details.len(), 2);
     }
 }

@@ -77,6 +77,12 @@ pub enum Behavior {
         #[serde(default)]
         first_event_ms: Option<u64>,
     },
+    /// Waits `delay_ms`, then behaves as `then` (e.g. an error that comes late, while the
+    /// request is in flight).
+    Late {
+        delay_ms: u64,
+        then: Box<Behavior>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -431,6 +437,8 @@ async fn key_failure(behavior: &Behavior, model: &str, generating: bool) -> Opti
             tokio::time::sleep(Duration::from_millis(*delay_ms)).await;
             None
         }
+        // Applied by `model_action` before it gets here; elsewhere the key answers normally.
+        Behavior::Late { .. } => None,
         Behavior::Ok | Behavior::DropMidStream { .. } | Behavior::Slow { .. } | Behavior::StallAfterHeaders => None,
     }
 }
@@ -497,22 +505,29 @@ async fn model_action(
     body: Bytes,
 ) -> Response {
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let (key, behavior) = match authenticate(&state, &headers, &query, format!("models/{name}"), parsed.as_ref()) {
+    let (key, mut behavior) = match authenticate(&state, &headers, &query, format!("models/{name}"), parsed.as_ref()) {
         Ok(k) => k,
         Err(resp) => return resp,
     };
+    while let Behavior::Late { delay_ms, then } = behavior {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        behavior = *then;
+    }
     let Some((model, action)) = name.split_once(':') else {
         return google_error(404, "NOT_FOUND", "Method not found.", json!([]));
     };
     let generating = matches!(action, "generateContent" | "streamGenerateContent");
     if behavior == Behavior::PermissionDenied {
-        // Google names the consumer, key included, in this message.
+        // Google names the consumer, key included, in this message, and repeats the message in
+        // a LocalizedMessage detail.
+        let message = format!("Permission denied: Consumer 'api_key:{key}' has been suspended.");
         return google_error(
             403,
             "PERMISSION_DENIED",
-            &format!("Permission denied: Consumer 'api_key:{key}' has been suspended."),
+            &message,
             json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "CONSUMER_SUSPENDED", "domain": "googleapis.com",
-                    "metadata": {"consumer": format!("projects/mock-{}", fnv(key.as_bytes()) % 100_000), "service": "generativelanguage.googleapis.com"}}]),
+                    "metadata": {"consumer": format!("projects/mock-{}", fnv(key.as_bytes()) % 100_000), "service": "generativelanguage.googleapis.com"}},
+                   {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US", "message": message}]),
         );
     }
     if let Some(resp) = key_failure(&behavior, model, generating).await {

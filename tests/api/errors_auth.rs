@@ -129,19 +129,18 @@ async fn keys_never_appear_in_responses() {
     assert!(health.contains("\"available\":0"), "{health}");
 }
 
-#[tokio::test]
-async fn the_binary_never_logs_keys() {
+/// Runs the release binary against the mock with `KEY` and a second key behaving as `bad`,
+/// sends a few chat requests, and returns whether the first succeeded and everything it logged.
+async fn binary_log(bad: &str, behavior: gemini_balance::mock::Behavior) -> (bool, String) {
     use std::io::Read;
     let mock = gemini_balance::mock::MockGemini::new();
     let addr = mock.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let bad = "AIzaInvalidKeyZZZZZZZZZZZZZZZZZZZZZZZ9k";
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let dir = std::env::temp_dir().join(format!("gb-log-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gemini-balance"))
         .current_dir(&dir)
         .env("GEMINI_API_KEYS", format!("{KEY},{bad}"))
@@ -152,7 +151,7 @@ async fn the_binary_never_logs_keys() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    mock.set(bad, gemini_balance::mock::Behavior::Invalid);
+    mock.set(bad, behavior);
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let mut ok = false;
@@ -179,6 +178,13 @@ async fn the_binary_never_logs_keys() {
     child.stderr.take().unwrap().read_to_string(&mut out).unwrap();
     child.wait().unwrap();
     std::fs::remove_dir_all(&dir).ok();
+    (ok, out)
+}
+
+#[tokio::test]
+async fn the_binary_never_logs_keys() {
+    let bad = "AIzaInvalidKeyZZZZZZZZZZZZZZZZZZZZZZZ9k";
+    let (ok, out) = binary_log(bad, gemini_balance::mock::Behavior::Invalid).await;
     assert!(ok, "server did not answer: {out}");
     assert!(out.contains("upstream attempt"), "attempts are logged: {out}");
     assert!(
@@ -187,6 +193,20 @@ async fn the_binary_never_logs_keys() {
         "log lines carry the request id: {out}"
     );
     assert!(out.contains("AIza…x7Q"), "masked form is logged");
+    assert!(
+        !out.contains(KEY) && !out.contains(bad),
+        "a full key was logged:\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_never_logs_a_key_that_googles_message_names() {
+    // A suspended consumer: Google's message (and its LocalizedMessage detail) holds the key.
+    let bad = "AIzaSuspendedKeyYYYYYYYYYYYYYYYYYYYYY8m";
+    let (ok, out) = binary_log(bad, gemini_balance::mock::Behavior::PermissionDenied).await;
+    assert!(ok, "server did not answer: {out}");
+    assert!(out.contains("permission_denied"), "the denial is logged: {out}");
+    assert!(out.contains("AIza…Y8m"), "masked form is logged: {out}");
     assert!(
         !out.contains(KEY) && !out.contains(bad),
         "a full key was logged:\n{out}"

@@ -213,3 +213,37 @@ async fn speech_as_wav_or_pcm_in_gemini_voices() {
     let e: Value = resp.json().await.unwrap();
     assert!(e["error"]["message"].as_str().unwrap().contains("Robot"), "{e}");
 }
+
+#[tokio::test]
+async fn speech_abandons_a_dead_key_after_the_first_byte_timeout() {
+    // Speech goes upstream as a stream: a key that sends no headers is given up after the
+    // first-byte timeout (1 s), not after the total timeout (300 s, beyond the client's patience).
+    let app = spawn_app_with(
+        &[A, B],
+        &[
+            ("MODEL_ALIASES", "tts-1=gemini-2.5-flash-preview-tts"),
+            ("UPSTREAM_FIRST_BYTE_TIMEOUT_SECS", "1"),
+            ("UPSTREAM_TOTAL_TIMEOUT_SECS", "300"),
+        ],
+    )
+    .await;
+    app.mock.set(A, Behavior::Hang);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let resp = client
+        .post(app.url("/v1/audio/speech"))
+        .json(&json!({"model": "tts-1", "input": "hello there", "voice": "alloy", "response_format": "pcm"}))
+        .send()
+        .await
+        .expect("answered before the client gave up");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().len(), 2 * 2400 * 2);
+    assert_eq!(app.mock.requests_for(A), 1);
+    assert_eq!(app.mock.requests_for(B), 1);
+    assert!(
+        app.mock.stats().last_path.unwrap().ends_with(":streamGenerateContent"),
+        "asked as a stream"
+    );
+}

@@ -181,3 +181,27 @@ async fn anthropic_image_urls_go_through_the_same_guard() {
     );
     assert_eq!(guarded.mock.stats().total, 0);
 }
+
+#[tokio::test]
+async fn a_host_name_resolving_to_a_private_address_is_refused_when_connecting() {
+    // `localhost` is a name, not an address literal: only the resolver the media client
+    // connects through can see that it points at 127.0.0.1.
+    let images = image_server().await;
+    let port = images.rsplit(':').next().unwrap();
+    let by_name = format!("http://localhost:{port}/cat.png");
+    let app = spawn_app(&[KEY]).await;
+    let (status, body) = app.chat_json(&with_image(&by_name)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be fetched"),
+        "{body}"
+    );
+    assert_eq!(app.mock.stats().total, 0);
+    // The same name is fetched when private hosts are allowed: it was the guard that refused.
+    let open = spawn_app_with(&[KEY], &[("MEDIA_FETCH_ALLOW_PRIVATE", "true")]).await;
+    let (status, body) = open.chat_json(&with_image(&by_name)).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -449,3 +449,129 @@ async fn an_absurd_retry_delay_is_clamped_and_the_server_stays_up() {
     assert_eq!(app.mock.requests_for(A), 1, "waits out the (clamped) delay");
     assert_eq!(app.chat_json(&chat_body("still up")).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_whole_answer_thinking_past_the_idle_timeout_completes_within_the_total_deadline() {
+    // Google sends a whole answer's stream headers at once and then nothing while the model
+    // thinks: only the total deadline bounds that silence, not the idle timeout of streams.
+    let app = app(
+        &[A, B],
+        &[
+            ("UPSTREAM_IDLE_TIMEOUT_SECS", "1"),
+            ("UPSTREAM_TOTAL_TIMEOUT_SECS", "5"),
+        ],
+    )
+    .await;
+    app.mock.set(A, slow(2500, 20));
+    app.mock.set(B, slow(2500, 20));
+    let (status, body) = app.chat_json(&chat_body("think long")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "Echo: think long");
+    assert_eq!(app.mock.stats().total, 1, "answered by the first key, never retried");
+    assert_nobody_blamed(&app).await;
+    for k in keys(&app).await {
+        assert_ne!(k["success_rate_hour"], json!(0.0), "no failure counted: {k}");
+    }
+}
+
+#[tokio::test]
+async fn a_reset_during_a_request_in_flight_stands_when_that_request_fails() {
+    let app = app(&[A, B], &[]).await;
+    // A key that had been failing: the operator resets it while a request on it is in flight,
+    // and that request then comes back invalid (a verdict about the key before the reset).
+    app.mock.set(A, Behavior::ServerError { code: 503 });
+    assert_eq!(app.chat_json(&chat_body("fails over")).await.0, 200);
+    let before = key_view(&keys(&app).await, "AAA").clone();
+    assert_eq!(before["consecutive_failures"], 1, "{before}");
+    app.mock.set(
+        A,
+        Behavior::Late {
+            delay_ms: 1200,
+            then: Box::new(Behavior::Invalid),
+        },
+    );
+    let id = id_of(&keys(&app).await, "AAA");
+    let http = app.http.clone();
+    let url = app.url("/v1/chat/completions");
+    // Two requests at once: the rotation hands one of them to A.
+    let first = {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move { http.post(url).json(&chat_body("one")).send().await.unwrap().status() })
+    };
+    let pending = tokio::spawn(async move { http.post(url).json(&chat_body("two")).send().await.unwrap().status() });
+    assert!(
+        eventually(Duration::from_secs(5), || app.mock.requests_for(A) >= 2).await,
+        "a request reached A"
+    );
+    let (status, view) = admin(&app, Method::POST, &format!("/admin/api/keys/{id}/reset"), None).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["consecutive_failures"], 0, "{view}");
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(pending.await.unwrap(), 200, "the request failed over to B");
+    // The answer that came back invalid was about the key before the reset: it is ignored.
+    let a = key_view(&keys(&app).await, "AAA").clone();
+    assert_eq!(a["state"], "active", "{a}");
+    assert_eq!(a["consecutive_failures"], 0, "{a}");
+    assert!(a["reason"].is_null(), "{a}");
+    // After the reset, the same answer counts.
+    app.mock.set(A, Behavior::Invalid);
+    for _ in 0..2 {
+        assert_eq!(app.chat_json(&chat_body("again")).await.0, 200);
+    }
+    assert_eq!(key_view(&keys(&app).await, "AAA")["state"], "disabled");
+}
+
+#[tokio::test]
+async fn a_key_in_the_details_of_googles_error_never_reaches_clients_or_the_admin_api() {
+    // Google repeats a suspended consumer's message, key included, in a LocalizedMessage detail.
+    let app = app(&[A], &[]).await;
+    app.mock.set(A, Behavior::PermissionDenied);
+    let resp = app
+        .http
+        .post(app.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .json(&native_body("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert!(!resp.status().is_success());
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains(A), "the native route shows the key: {text}");
+    let (_, listing) = admin(&app, Method::GET, "/admin/api/keys", None).await;
+    assert!(!listing.to_string().contains(A), "{listing}");
+    assert_eq!(key_view(listing.as_array().unwrap(), "AAA")["state"], "disabled");
+    let (_, summary) = admin(&app, Method::GET, "/admin/api/summary", None).await;
+    assert!(!summary.to_string().contains(A), "{summary}");
+}
+
+#[tokio::test]
+async fn stalls_and_request_faults_do_not_lower_a_keys_success_rate() {
+    let app = app(&[A], &[("UPSTREAM_IDLE_TIMEOUT_SECS", "1")]).await;
+    assert_eq!(app.chat_json(&chat_body("fine")).await.0, 200);
+    // A file of another project: the request's fault.
+    let file = json!({"contents": [{"role": "user", "parts": [
+        {"text": "summarise"},
+        {"fileData": {"mimeType": "application/pdf", "fileUri": "https://generativelanguage.googleapis.com/v1beta/files/abc123"}}
+    ]}]});
+    let resp = app
+        .http
+        .post(app.url("/v1beta/models/gemini-2.5-flash:generateContent"))
+        .json(&file)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // Google accepted the request and went silent: slow, not the key's fault.
+    app.mock.set(A, Behavior::StallAfterHeaders);
+    let resp = app.chat(&stream_body("stall")).await;
+    assert_eq!(resp.status(), 504);
+    let a = key_view(&keys(&app).await, "AAA").clone();
+    assert_eq!(a["success_rate_hour"], json!(1.0), "{a}");
+    assert_eq!(a["requests_hour"], 3, "{a}");
+
+    // A failure that is the key's own does count.
+    app.mock.set(A, Behavior::ServerError { code: 503 });
+    let (status, _) = app.chat_json(&chat_body("503")).await;
+    assert_eq!(status, 502);
+    let a = key_view(&keys(&app).await, "AAA").clone();
+    assert!(a["success_rate_hour"].as_f64().unwrap() < 1.0, "{a}");
+}

@@ -117,23 +117,36 @@ pub fn to_gemini(req: &SpeechRequest) -> Result<(GenerateContentRequest, Format)
     Ok((body, format))
 }
 
-/// The audio of a TTS answer, as the client asked for it.
+/// The audio of a TTS answer, as the client asked for it. A streamed answer folded into one
+/// holds the audio in several parts, in order: their samples are joined.
 pub fn audio(resp: &GenerateContentResponse, format: Format) -> Result<Vec<u8>, GatewayError> {
     use base64::Engine as _;
-    let blob = resp
+    let blobs: Vec<&crate::gateway::gemini::Blob> = resp
         .candidates
         .first()
         .and_then(|c| c.content.as_ref())
-        .and_then(|c| c.parts.iter().find_map(|p| p.inline_data.as_ref()))
-        .filter(|b| b.mime_type.starts_with("audio/"))
-        .ok_or_else(|| GatewayError::BadUpstreamResponse {
+        .map(|c| {
+            c.parts
+                .iter()
+                .filter_map(|p| p.inline_data.as_ref())
+                .filter(|b| b.mime_type.starts_with("audio/"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(blob) = blobs.first() else {
+        return Err(GatewayError::BadUpstreamResponse {
             message: "Gemini's answer held no audio".into(),
-        })?;
-    let pcm = base64::engine::general_purpose::STANDARD
-        .decode(blob.data.as_bytes())
-        .map_err(|e| GatewayError::BadUpstreamResponse {
-            message: format!("unreadable audio from Gemini: {e}"),
-        })?;
+        });
+    };
+    let mut pcm = Vec::new();
+    for b in &blobs {
+        let samples = base64::engine::general_purpose::STANDARD
+            .decode(b.data.as_bytes())
+            .map_err(|e| GatewayError::BadUpstreamResponse {
+                message: format!("unreadable audio from Gemini: {e}"),
+            })?;
+        pcm.extend_from_slice(&samples);
+    }
     let rate = blob
         .mime_type
         .split(';')
@@ -197,6 +210,22 @@ mod tests {
         .expect_err("mp3");
         assert_eq!(e.to_openai().error.param.as_deref(), Some("response_format"));
         assert!(e.to_string().contains("wav"));
+    }
+
+    #[test]
+    fn streamed_audio_parts_are_joined_in_order() {
+        // "AQI=" is [1, 2], "AwQ=" is [3, 4]: a folded stream keeps each event's part.
+        let resp: GenerateContentResponse =
+            serde_json::from_value(json!({"candidates": [{"content": {"role": "model", "parts": [
+                {"inlineData": {"mimeType": "audio/L16;codec=pcm;rate=24000", "data": "AQI="}},
+                {"inlineData": {"mimeType": "audio/L16;codec=pcm;rate=24000", "data": "AwQ="}}
+            ]}}]}))
+            .expect("response");
+        assert_eq!(audio(&resp, Format::Pcm).expect("audio"), vec![1, 2, 3, 4]);
+        let empty: GenerateContentResponse =
+            serde_json::from_value(json!({"candidates": [{"content": {"parts": [{"text": "no"}]}}]}))
+                .expect("response");
+        assert!(audio(&empty, Format::Pcm).is_err());
     }
 
     #[test]

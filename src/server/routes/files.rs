@@ -85,7 +85,6 @@ pub async fn upload(
         return GoogleError(GatewayError::UpstreamRejected {
             status: 404,
             error: crate::gateway::gemini::ErrorBody::new(404, "NOT_FOUND", "Unknown upload API version."),
-            raw: Bytes::new(),
         })
         .into_response();
     }
