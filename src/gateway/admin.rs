@@ -38,9 +38,9 @@ impl From<KeyStatus> for KeyView {
             rate_limited_models: s.rate_limited_models,
             unavailable_models: s.unavailable_models,
             requests_hour: s.last_hour.requests,
-            success_rate_hour: rate(s.last_hour.successes, s.last_hour.requests),
+            success_rate_hour: rate(s.last_hour.successes, s.last_hour.successes + s.last_hour.failures),
             requests_day: s.last_day.requests,
-            success_rate_day: rate(s.last_day.successes, s.last_day.requests),
+            success_rate_day: rate(s.last_day.successes, s.last_day.successes + s.last_day.failures),
             avg_latency_ms_hour: (s.last_hour.requests > 0)
                 .then(|| s.last_hour.latency_ms / u64::from(s.last_hour.requests)),
             tokens_total: s.tokens,
@@ -208,12 +208,13 @@ impl Admin {
         let timeline = self.pool.timeline(60);
         let hour_requests: u32 = timeline.iter().map(|b| b.requests).sum();
         let hour_ok: u32 = timeline.iter().map(|b| b.successes).sum();
+        let hour_judged: u32 = hour_ok + timeline.iter().map(|b| b.failures).sum::<u32>();
         PoolSummary {
             keys_total: status.len(),
             keys_by_state: by_state,
             requests_last_minute: timeline.last().map_or(0, |b| b.requests),
             requests_last_hour: hour_requests,
-            success_rate_last_hour: rate(hour_ok, hour_requests),
+            success_rate_last_hour: rate(hour_ok, hour_judged),
             attempts_by_outcome: self.upstream.metrics().attempts_by_outcome().into_iter().collect(),
             timeline: timeline.iter().map(|b| b.requests).collect(),
             replica: None,

@@ -309,11 +309,26 @@ struct Window {
     buckets: std::collections::VecDeque<Bucket>,
 }
 
+/// What one attempt says about its key, for the key's success rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attribution {
+    /// Google answered the request through the key.
+    Served,
+    /// The attempt failed through a fault of the key (or its project).
+    KeyFault,
+    /// The attempt failed, but not through the key (the request, a stall on an accepted
+    /// request, the egress proxy): counted as a request, left out of the success rate.
+    NotTheKeys,
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Bucket {
     pub minute: u64,
+    /// Attempts through the key, whatever their outcome.
     pub requests: u32,
     pub successes: u32,
+    /// Attempts that failed through the key's own fault.
+    pub failures: u32,
     pub latency_ms: u64,
     pub tokens: u64,
 }
@@ -340,6 +355,7 @@ impl Window {
             .fold(Bucket::default(), |mut acc, b| {
                 acc.requests += b.requests;
                 acc.successes += b.successes;
+                acc.failures += b.failures;
                 acc.latency_ms += b.latency_ms;
                 acc.tokens += b.tokens;
                 acc
@@ -371,11 +387,15 @@ impl KeyEntry {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record_attempt(&self, wall: SystemTime, success: bool, latency: Duration) {
+    fn record_attempt(&self, wall: SystemTime, attribution: Attribution, latency: Duration) {
         let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
         let b = w.bucket(minute_of(wall));
         b.requests = b.requests.saturating_add(1);
-        b.successes = b.successes.saturating_add(u32::from(success));
+        match attribution {
+            Attribution::Served => b.successes = b.successes.saturating_add(1),
+            Attribution::KeyFault => b.failures = b.failures.saturating_add(1),
+            Attribution::NotTheKeys => {}
+        }
         b.latency_ms = b.latency_ms.saturating_add(latency.as_millis() as u64);
     }
 }
@@ -981,8 +1001,8 @@ impl KeyPool {
     }
 
     /// Counts one upstream attempt on a key, held directly (no lookup).
-    pub fn record(&self, entry: &KeyEntry, success: bool, latency: Duration) {
-        entry.record_attempt(self.clock.wall(), success, latency);
+    pub fn record(&self, entry: &KeyEntry, attribution: Attribution, latency: Duration) {
+        entry.record_attempt(self.clock.wall(), attribution, latency);
     }
 
     /// Counts tokens used through a key.
@@ -1024,6 +1044,7 @@ impl KeyPool {
                 if let Some(slot) = out.get_mut((b.minute - start) as usize) {
                     slot.requests += b.requests;
                     slot.successes += b.successes;
+                    slot.failures += b.failures;
                     slot.tokens += b.tokens;
                     slot.latency_ms += b.latency_ms;
                 }
@@ -1792,11 +1813,11 @@ mod tests {
         let (p, clock) = pool(1);
         let id = p.status()[0].id;
         let entry = p.snapshot()[0].clone();
-        p.record(&entry, true, Duration::from_millis(100));
-        p.record(&entry, false, Duration::from_millis(300));
+        p.record(&entry, Attribution::Served, Duration::from_millis(100));
+        p.record(&entry, Attribution::KeyFault, Duration::from_millis(300));
         p.record_tokens(id, 42);
         clock.advance(Duration::from_secs(2 * 3600));
-        p.record(&entry, true, Duration::from_millis(50));
+        p.record(&entry, Attribution::Served, Duration::from_millis(50));
         let s = &p.status()[0];
         assert_eq!((s.last_hour.requests, s.last_hour.successes), (1, 1));
         assert_eq!(

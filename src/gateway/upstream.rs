@@ -26,7 +26,7 @@ use super::error::GatewayError;
 use super::gemini::{self, ErrorBody};
 use super::metrics::{AttemptRecord, Metrics, RequestTrace};
 use super::owners::{self, Resources};
-use super::pool::{FailureClass, KeyPool, Lease, Outcome, RetryAfter, Unavailable, Verdict};
+use super::pool::{Attribution, FailureClass, KeyPool, Lease, Outcome, RetryAfter, Unavailable, Verdict};
 use super::proxy::{Proxies, ProxySpec};
 use super::sse::SseParser;
 
@@ -439,8 +439,12 @@ impl Upstream {
             // The key's success rate counts only its own failures: a stall (Google slow on an
             // accepted request), a request Google refused or a failing proxy is no mark against
             // the key.
-            let key_failed = matches!(&result, Attempt::Failed { outcome, .. } if outcome.counts_against_key());
-            self.pool.record(&entry, !key_failed, elapsed);
+            let attribution = match &result {
+                Attempt::Done(_) => Attribution::Served,
+                Attempt::Failed { outcome, .. } if outcome.counts_against_key() => Attribution::KeyFault,
+                Attempt::Failed { .. } => Attribution::NotTheKeys,
+            };
+            self.pool.record(&entry, attribution, elapsed);
             match result {
                 Attempt::Done(value) => {
                     self.metrics.served(&call.model);
@@ -623,10 +627,23 @@ impl Upstream {
         let first_byte = Instant::now() + wait;
         let limit = deadline.map_or(first_byte, |d| d.min(first_byte));
         let route = self.proxies.route(lease.fingerprint());
-        match tokio::time::timeout_at(limit, self.request(call, lease, route).send()).await {
-            Err(_) => Err(timeout_outcome("no response from Gemini within the first-byte timeout")),
-            Ok(Err(e)) => Err(self.transport_failure(&e, route)),
-            Ok(Ok(resp)) => Ok(resp),
+        let mut sent = self.request(call, lease, route).send();
+        // A kept-alive connection the other end closed while it sat in the pool fails before
+        // anything is answered (some proxies advertise keep-alive, then close): nothing was
+        // processed, so the same key is asked again once, on a new connection.
+        let mut fresh_tries = 1;
+        loop {
+            return match tokio::time::timeout_at(limit, sent).await {
+                Err(_) => Err(timeout_outcome("no response from Gemini within the first-byte timeout")),
+                Ok(Err(e)) if fresh_tries > 0 && stale_connection(&e) => {
+                    fresh_tries -= 1;
+                    tracing::debug!(key = %lease.masked(), "pooled connection was closed; sending again");
+                    sent = self.request(call, lease, route).send();
+                    continue;
+                }
+                Ok(Err(e)) => Err(self.transport_failure(&e, route)),
+                Ok(Ok(resp)) => Ok(resp),
+            };
         }
     }
 
@@ -966,6 +983,19 @@ async fn next_event(mut st: Committed) -> Option<(Result<Bytes, StreamFault>, Co
 fn failed<T>(lease: &mut Lease, outcome: Outcome) -> Attempt<T> {
     lease.report(&outcome);
     Attempt::failed_without_report(outcome)
+}
+
+/// Whether the HTTP client failed because the connection was closed before any answer came: an
+/// idle pooled connection the server or a proxy had already given up on.
+fn stale_connection(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Whether an error answer came from a plain-HTTP proxy refusing our credentials rather than

@@ -575,3 +575,85 @@ async fn stalls_and_request_faults_do_not_lower_a_keys_success_rate() {
     let a = key_view(&keys(&app).await, "AAA").clone();
     assert!(a["success_rate_hour"].as_f64().unwrap() < 1.0, "{a}");
 }
+
+/// An upstream that keeps connections alive on paper but drops each one at its second request,
+/// unanswered (what proxies and servers that time idle connections out do): the gateway sends
+/// again once on a new connection, so the only key is neither failed nor blamed.
+#[tokio::test]
+async fn a_kept_alive_connection_closed_by_the_other_end_is_not_an_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                for answered in 0.. {
+                    // One whole request: headers, then Content-Length bytes of body.
+                    let mut got = Vec::new();
+                    let (head_end, length) = loop {
+                        let Ok(n) = socket.read(&mut buf).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (end + 4, length);
+                        }
+                    };
+                    while got.len() < head_end + length {
+                        let Ok(n) = socket.read(&mut buf).await else { return };
+                        if n == 0 {
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    if answered == 1 {
+                        return; // the second request on this connection: closed, unanswered
+                    }
+                    let event = json!({
+                        "candidates": [{"content": {"role": "model", "parts": [{"text": "pong"}]}, "finishReason": "STOP", "index": 0}],
+                        "modelVersion": "gemini-2.5-flash"
+                    });
+                    let body = format!("data: {event}\r\n\r\n");
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if socket.write_all(head.as_bytes()).await.is_err()
+                        || socket.write_all(body.as_bytes()).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (app, _handle) = spawn_gateway(
+        gemini_balance::mock::MockGemini::new(),
+        addr,
+        &[A],
+        &[("ADMIN_TOKEN", ADMIN), ("MAX_FAILURES", "1")],
+        std::future::pending(),
+    )
+    .await;
+    for i in 0..4 {
+        let (status, body) = app.chat_json(&chat_body("ping")).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+        assert_eq!(body["choices"][0]["message"]["content"], "pong");
+    }
+    assert!(connections.load(std::sync::atomic::Ordering::SeqCst) >= 4);
+    let view = keys(&app).await;
+    assert_eq!(view[0]["state"], "active", "{view:?}");
+    assert_eq!(view[0]["consecutive_failures"], 0, "{view:?}");
+    assert_eq!(view[0]["success_rate_hour"], json!(1.0), "{view:?}");
+}
