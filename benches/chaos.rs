@@ -446,21 +446,25 @@ async fn main() {
     let rss_warmup_secs = env_u64("CHAOS_RSS_WARMUP_SECS", 10);
     let duration = Duration::from_secs(secs);
 
+    // The release binaries (scripts/chaos.sh builds them), as users run them; the bench
+    // profile builds this package unoptimized.
+    let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let bin = |name: &str| format!("{target_dir}/release/{name}");
     let (mock_port, gw_port) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("gb-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mock = Proc(
-        Command::new(env!("CARGO_BIN_EXE_mock-gemini"))
+        Command::new(bin("mock-gemini"))
             .arg(format!("127.0.0.1:{mock_port}"))
             .env("MOCK_CHUNK_DELAY_MS", between_ms.to_string())
             .stdout(Stdio::null())
             .spawn()
-            .expect("start the mock"),
+            .expect("build the release mock first (scripts/chaos.sh does)"),
     );
     let all_keys: Vec<&str> = HEALTHY.iter().chain(ROTATING.iter()).copied().collect();
     let gateway_log = dir.join("gateway.log");
     let gateway = Proc(
-        Command::new(env!("CARGO_BIN_EXE_gemini-balance"))
+        Command::new(bin("gemini-balance"))
             .current_dir(&dir)
             .env("GEMINI_API_KEYS", all_keys.join(","))
             .env("GEMINI_BASE_URL", format!("http://127.0.0.1:{mock_port}"))

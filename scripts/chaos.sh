@@ -13,7 +13,10 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-# Builds the gateway and the mock with the bench profile (release settings) as well.
-cargo bench --features ssr --bench chaos --no-run
+# The release gateway (site embedded) and mock, as users run them.
+./scripts/setup.sh >/dev/null
+cargo leptos build --release --frontend-only
+cargo leptos build --release --server-only
+cargo build --release --features ssr --bin mock-gemini
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo bench --features ssr --bench chaos
