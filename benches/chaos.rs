@@ -17,7 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
-use support::{cpu, free_port, rss_kib, wait_ready, Proc};
+use support::{cpu, free_port, release_bin, rss_kib, wait_ready, Proc};
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -446,10 +446,8 @@ async fn main() {
     let rss_warmup_secs = env_u64("CHAOS_RSS_WARMUP_SECS", 10);
     let duration = Duration::from_secs(secs);
 
-    // The release binaries (scripts/chaos.sh builds them), as users run them; the bench
-    // profile builds this package unoptimized.
-    let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let bin = |name: &str| format!("{target_dir}/release/{name}");
+    // The release binaries as users run them (the scripts build and stage them).
+    let bin = release_bin;
     let (mock_port, gw_port) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("gb-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

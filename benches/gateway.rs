@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
-use support::{cpu, free_port, nginx_hop, rss_kib, wait_ready, Proc};
+use support::{cpu, free_port, nginx_hop, release_bin, rss_kib, wait_ready, Proc};
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -200,8 +200,8 @@ async fn hold(t: &Arc<Target>, hop: Hop, count: usize, limit: Duration) -> (u64,
 
 #[tokio::main]
 async fn main() {
-    let target_dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let bin = |name: &str| format!("{target_dir}/release/{name}");
+    // The release binaries as users run them (the scripts build and stage them).
+    let bin = release_bin;
     let (mock_port, gw_port, nginx_port) = (free_port(), free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("gb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -16,6 +16,15 @@ impl Drop for Proc {
     }
 }
 
+/// Path of a release binary staged by `scripts/bench.sh` / `scripts/chaos.sh` in
+/// `BENCH_BIN_DIR`. They are copied there because `cargo bench` itself rebuilds the package's
+/// binaries into `target/release` with the bench profile (this package unoptimized), which would
+/// otherwise replace the release builds the run is meant to measure.
+pub fn release_bin(name: &str) -> String {
+    let dir = std::env::var("BENCH_BIN_DIR").unwrap_or_else(|_| "target/bench-bin".into());
+    format!("{dir}/{name}")
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
