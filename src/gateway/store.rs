@@ -7,7 +7,7 @@
 //! and written in batches (a crash loses at most the last batch).
 
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -639,15 +639,35 @@ fn prune(conn: &Connection, retention: Duration, max_rows: u64) {
     }
 }
 
+/// How long the writer naps after taking log rows before it looks for more.
+const LOG_NAP: Duration = Duration::from_millis(20);
+
 fn writer(mut conn: Connection, rx: Receiver<Cmd>, retention: Duration, max_rows: u64) {
     let mut pending: Vec<LogRow> = Vec::new();
     let mut last_flush = Instant::now();
     let mut last_prune = Instant::now()
         .checked_sub(Duration::from_secs(3600))
         .unwrap_or_else(Instant::now);
+    let mut logged_since_nap = false;
     loop {
-        match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(Cmd::Log(row)) => pending.push(row),
+        let cmd = match rx.try_recv() {
+            Ok(cmd) => Ok(cmd),
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            // Rows came in: nap instead of waiting on the channel. While the writer naps no
+            // sender finds it waiting, so a busy gateway pays one thread wake-up per nap rather
+            // than one per request; what queued meanwhile is taken without blocking.
+            Err(TryRecvError::Empty) if logged_since_nap => {
+                logged_since_nap = false;
+                std::thread::sleep(LOG_NAP);
+                continue;
+            }
+            Err(TryRecvError::Empty) => rx.recv_timeout(Duration::from_millis(500)),
+        };
+        match cmd {
+            Ok(Cmd::Log(row)) => {
+                logged_since_nap = true;
+                pending.push(row);
+            }
             Ok(Cmd::Key(k, ack)) => {
                 write_logs(&mut conn, &mut pending);
                 let result = conn

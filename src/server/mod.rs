@@ -33,9 +33,20 @@ use crate::gateway::service::Gateway;
 use crate::gateway::store::Store;
 use crate::gateway::upstream::Upstream;
 
-/// Shared state of every handler.
+/// Shared state of every handler: one reference count to bump however often axum clones it
+/// (each middleware layer and the handler take their own copy of every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub settings: Arc<Settings>,
     pub gateway: Gateway,
     pub admin: Admin,
@@ -342,7 +353,7 @@ impl Application {
         let aliases = settings.model_aliases.clone();
         let suffixes = settings.model_suffixes;
         let responses = ResponseStore::new(settings.responses_per_token, settings.responses_max_bytes);
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             settings: Arc::new(settings),
             gateway: Gateway::new(upstream, media)
                 .with_aliases(aliases)
@@ -351,7 +362,7 @@ impl Application {
             admin: admin.clone(),
             metrics,
             shared,
-        };
+        }));
         Ok(Self {
             listener,
             router: router(state),
