@@ -5,11 +5,6 @@ use std::process::ExitCode;
 use gemini_balance::gateway::config::Settings;
 use gemini_balance::server::Application;
 
-/// mimalloc: every request allocates and frees many small buffers across worker threads, which
-/// the system allocator serves more slowly (see scripts/bench.sh).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = match Settings::load_from(std::path::Path::new(".")) {
