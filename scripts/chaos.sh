@@ -14,15 +14,5 @@ set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 # The release gateway (site embedded) and mock, as users run them.
-./scripts/setup.sh >/dev/null
-cargo leptos build --release --frontend-only
-cargo leptos build --release --server-only
-cargo build --release --features ssr --bin mock-gemini
-# `cargo bench` rebuilds the package's binaries into target/release with the bench profile
-# (unoptimized): run copies of the release builds instead.
-target="${CARGO_TARGET_DIR:-$ROOT/target}"
-export BENCH_BIN_DIR="$target/bench-bin"
-mkdir -p "$BENCH_BIN_DIR"
-cp "$target/release/gemini-balance" "$target/release/mock-gemini" "$BENCH_BIN_DIR/"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+source scripts/release-bins.sh
 cargo bench --features ssr --bench chaos
