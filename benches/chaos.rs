@@ -446,13 +446,11 @@ async fn main() {
     let rss_warmup_secs = env_u64("CHAOS_RSS_WARMUP_SECS", 10);
     let duration = Duration::from_secs(secs);
 
-    // The release binaries as users run them (the scripts build and stage them).
-    let bin = release_bin;
     let (mock_port, gw_port) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("gb-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mock = Proc(
-        Command::new(bin("mock-gemini"))
+        Command::new(release_bin("mock-gemini"))
             .arg(format!("127.0.0.1:{mock_port}"))
             .env("MOCK_CHUNK_DELAY_MS", between_ms.to_string())
             .stdout(Stdio::null())
@@ -462,7 +460,7 @@ async fn main() {
     let all_keys: Vec<&str> = HEALTHY.iter().chain(ROTATING.iter()).copied().collect();
     let gateway_log = dir.join("gateway.log");
     let gateway = Proc(
-        Command::new(bin("gemini-balance"))
+        Command::new(release_bin("gemini-balance"))
             .current_dir(&dir)
             .env("GEMINI_API_KEYS", all_keys.join(","))
             .env("GEMINI_BASE_URL", format!("http://127.0.0.1:{mock_port}"))

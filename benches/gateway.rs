@@ -200,13 +200,11 @@ async fn hold(t: &Arc<Target>, hop: Hop, count: usize, limit: Duration) -> (u64,
 
 #[tokio::main]
 async fn main() {
-    // The release binaries as users run them (the scripts build and stage them).
-    let bin = release_bin;
     let (mock_port, gw_port, nginx_port) = (free_port(), free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("gb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mock = Proc(
-        Command::new(bin("mock-gemini"))
+        Command::new(release_bin("mock-gemini"))
             .arg(format!("127.0.0.1:{mock_port}"))
             .env("MOCK_CHUNK_DELAY_MS", "0")
             .stdout(Stdio::null())
@@ -238,7 +236,7 @@ async fn main() {
         std::thread::sleep(Duration::from_millis(300));
         println!("gateway with REDIS_URL=redis://127.0.0.1:{redis_port}/0");
     }
-    let mut command = Command::new(bin("gemini-balance"));
+    let mut command = Command::new(release_bin("gemini-balance"));
     if with_redis {
         command.env("REDIS_URL", format!("redis://127.0.0.1:{redis_port}/0"));
     }

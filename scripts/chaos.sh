@@ -13,6 +13,5 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-# The release gateway (site embedded) and mock, as users run them.
 source scripts/release-bins.sh
 cargo bench --features ssr --bench chaos

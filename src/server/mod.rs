@@ -36,17 +36,17 @@ use crate::gateway::upstream::Upstream;
 /// Shared state of every handler: one reference count to bump however often axum clones it
 /// (each middleware layer and the handler take their own copy of every request).
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<AppStateInner>);
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
+    type Target = AppStateInner;
+    fn deref(&self) -> &AppStateInner {
         &self.0
     }
 }
 
 /// What [`AppState`] holds.
-pub struct Shared {
+pub struct AppStateInner {
     pub settings: Arc<Settings>,
     pub gateway: Gateway,
     pub admin: Admin,
@@ -353,7 +353,7 @@ impl Application {
         let aliases = settings.model_aliases.clone();
         let suffixes = settings.model_suffixes;
         let responses = ResponseStore::new(settings.responses_per_token, settings.responses_max_bytes);
-        let state = AppState(Arc::new(Shared {
+        let state = AppState(Arc::new(AppStateInner {
             settings: Arc::new(settings),
             gateway: Gateway::new(upstream, media)
                 .with_aliases(aliases)
