@@ -495,6 +495,123 @@ impl ResponseMerger {
     }
 }
 
+/// How a whole answer is folded from the events of `streamGenerateContent`: into JSON that keeps
+/// every field ([`ResponseMerger`], the native route) or into the typed response the
+/// translating routes read ([`TypedMerger`]).
+pub trait Fold: Default + Send {
+    type Output: Send;
+    /// Adds one event's JSON.
+    fn push(&mut self, event: &[u8]) -> Result<(), serde_json::Error>;
+    /// The folded answer.
+    fn finish(self) -> Self::Output;
+}
+
+impl Fold for ResponseMerger {
+    type Output = Value;
+    fn push(&mut self, event: &[u8]) -> Result<(), serde_json::Error> {
+        ResponseMerger::push(self, event)
+    }
+    fn finish(self) -> Value {
+        self.finish_value()
+    }
+}
+
+/// The folding of [`ResponseMerger`] done on the typed response: each event is read once into
+/// [`GenerateContentResponse`] and merged field by field, with no JSON tree in between. Fields
+/// the types do not name are merged through their `extra` maps, last value first.
+#[derive(Debug, Default)]
+pub struct TypedMerger {
+    merged: GenerateContentResponse,
+}
+
+impl Fold for TypedMerger {
+    type Output = GenerateContentResponse;
+
+    fn push(&mut self, event: &[u8]) -> Result<(), serde_json::Error> {
+        let event: GenerateContentResponse = serde_json::from_slice(event)?;
+        let m = &mut self.merged;
+        if event.prompt_feedback.is_some() {
+            m.prompt_feedback = event.prompt_feedback;
+        }
+        if event.usage_metadata.is_some() {
+            m.usage_metadata = event.usage_metadata;
+        }
+        if event.model_version.is_some() {
+            m.model_version = event.model_version;
+        }
+        if event.response_id.is_some() {
+            m.response_id = event.response_id;
+        }
+        m.extra.extend(event.extra);
+        for c in event.candidates {
+            let idx = c.index.unwrap_or(0) as usize;
+            if idx >= MAX_CANDIDATES {
+                continue;
+            }
+            while m.candidates.len() <= idx {
+                m.candidates.push(Candidate {
+                    content: Some(Content {
+                        role: Some("model".into()),
+                        parts: Vec::new(),
+                    }),
+                    index: Some(m.candidates.len() as u32),
+                    ..Default::default()
+                });
+            }
+            let target = &mut m.candidates[idx];
+            if c.finish_reason.is_some() {
+                target.finish_reason = c.finish_reason;
+            }
+            target.extra.extend(c.extra);
+            let Some(content) = c.content else { continue };
+            let into = target.content.get_or_insert_with(Content::default);
+            if content.role.is_some() {
+                into.role = content.role;
+            }
+            for p in content.parts {
+                merge_typed_part(&mut into.parts, p);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> GenerateContentResponse {
+        self.merged
+    }
+}
+
+/// Whether a typed part holds only text (with its thought flag and signature).
+fn is_plain_text_part(p: &Part) -> bool {
+    p.text.is_some()
+        && p.inline_data.is_none()
+        && p.file_data.is_none()
+        && p.function_call.is_none()
+        && p.function_response.is_none()
+        && p.extra.is_empty()
+}
+
+/// [`merge_part`] on typed parts.
+fn merge_typed_part(parts: &mut Vec<Part>, mut p: Part) {
+    if is_plain_text_part(&p) {
+        if let Some(last) = parts.last_mut() {
+            let joinable = is_plain_text_part(last) && last.thought == p.thought && last.thought_signature.is_none();
+            if joinable {
+                if let (Some(t), Some(more)) = (last.text.as_mut(), p.text.as_deref()) {
+                    t.push_str(more);
+                }
+                if p.thought_signature.is_some() {
+                    last.thought_signature = p.thought_signature.take();
+                }
+                return;
+            }
+        }
+        if p.text.as_deref().is_some_and(str::is_empty) && p.thought_signature.is_none() {
+            return;
+        }
+    }
+    parts.push(p);
+}
+
 /// Whether a part holds only text (with its thought flag and signature).
 fn is_plain_text(p: &Map<String, Value>) -> bool {
     p.get("text").is_some_and(Value::is_string)
@@ -666,6 +783,33 @@ mod tests {
                 "usageMetadata": {"totalTokenCount": 9}, "modelVersion": "m", "responseId": "r"})
         );
         assert!(ResponseMerger::default().push(b"not json").is_err());
+    }
+
+    #[test]
+    fn typed_folding_matches_the_json_folding() {
+        let events = [
+            json!({"candidates": [{"content": {"parts": [{"text": "Thinking", "thought": true}], "role": "model"}, "index": 0}], "responseId": "r"}),
+            json!({"candidates": [{"content": {"parts": [{"text": "Hello "}], "role": "model"}, "index": 0}]}),
+            json!({"candidates": [{"content": {"parts": [{"text": "world", "thoughtSignature": "c2ln"}], "role": "model"}, "index": 0}]}),
+            json!({"candidates": [{"content": {"parts": [{"text": "again"}]}, "index": 0}, {"content": {"parts": [{"text": "two"}]}, "index": 2}]}),
+            json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {}}}], "role": "model"}, "index": 0, "futureField": 1}]}),
+            json!({"candidates": [{"content": {"parts": [{"text": ""}], "role": "model"}, "finishReason": "STOP", "index": 0,
+                "groundingMetadata": {"webSearchQueries": ["q"]}}],
+                   "usageMetadata": {"totalTokenCount": 9}, "modelVersion": "m", "promptFeedback": {"blockReason": "OTHER"}}),
+        ];
+        let (mut json_fold, mut typed) = (ResponseMerger::default(), TypedMerger::default());
+        for ev in &events {
+            let raw = ev.to_string();
+            Fold::push(&mut json_fold, raw.as_bytes()).unwrap();
+            typed.push(raw.as_bytes()).unwrap();
+        }
+        let want: GenerateContentResponse = serde_json::from_value(Fold::finish(json_fold)).unwrap();
+        let got = typed.finish();
+        assert_eq!(got, want);
+        assert_eq!(got.candidates.len(), 3);
+        assert_eq!(got.candidates[0].content.as_ref().unwrap().parts.len(), 4);
+        assert!(TypedMerger::default().push(b"not json").is_err());
+        assert!(TypedMerger::default().push(br#"{"candidates": 5}"#).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use futures::{Stream, StreamExt};
 
 use super::aliases::ModelAliases;
 use super::error::GatewayError;
-use super::gemini::{GenerateContentResponse, ModelList};
+use super::gemini::{GenerateContentResponse, ModelList, ResponseMerger, TypedMerger};
 use super::media::MediaFetcher;
 use super::openai::{ChatCompletion, ChatCompletionRequest, ModelListResponse, ModelObject};
 use super::response_store::{Owner, ResponseStore};
@@ -151,13 +151,13 @@ impl Gateway {
         let model = self.prepare(&model, &mut body)?;
         // Asked as a stream and assembled: a slow answer is not mistaken for a dead key.
         let call = stream_call(&model, &body)?;
-        let mut answer = self.upstream.generate(&call).await?;
-        let mut parsed = parse_merged(answer.response)?;
+        let mut answer = self.upstream.generate::<TypedMerger>(&call).await?;
+        let mut parsed = answer.response;
         if response::is_empty(&parsed) {
             // An empty answer is retried once (on the next key in rotation) before it is returned.
             tracing::warn!(key = %answer.key, model = %model, "empty answer from Gemini; retrying once");
-            answer = self.upstream.generate(&call).await?;
-            parsed = parse_merged(answer.response)?;
+            answer = self.upstream.generate::<TypedMerger>(&call).await?;
+            parsed = answer.response;
         }
         let completion = response::to_openai(&parsed, &req.model, translate::unix_now())?;
         if let Some(u) = &completion.usage {
@@ -231,8 +231,11 @@ impl Gateway {
         let req = resolved.as_ref().unwrap_or(req);
         let (model, mut body) = anthropic::to_gemini(req)?;
         let model = self.prepare(&model, &mut body)?;
-        let answer = self.upstream.generate(&stream_call(&model, &body)?).await?;
-        let parsed = parse_merged(answer.response)?;
+        let answer = self
+            .upstream
+            .generate::<TypedMerger>(&stream_call(&model, &body)?)
+            .await?;
+        let parsed = answer.response;
         if let Some(tokens) = parsed.usage_metadata.as_ref().map(|u| u64::from(u.total_token_count)) {
             self.upstream.pool().record_tokens(answer.key_id, tokens);
             super::metrics::RequestTrace::update(|t| t.tokens = tokens);
@@ -298,8 +301,8 @@ impl Gateway {
     /// A Responses API answer, whole. `owner` scopes stored responses to the client's token.
     pub async fn responses(&self, req: &ResponsesRequest, owner: &Owner) -> Result<serde_json::Value, GatewayError> {
         let (call, encoder) = self.prepare_responses(req, owner).await?;
-        let answer = self.upstream.generate(&call).await?;
-        let parsed = parse_merged(answer.response)?;
+        let answer = self.upstream.generate::<TypedMerger>(&call).await?;
+        let parsed = answer.response;
         let response = encoder.whole(&parsed);
         if let Some(tokens) = response["usage"]["total_tokens"].as_u64() {
             self.upstream.pool().record_tokens(answer.key_id, tokens);
@@ -373,10 +376,11 @@ impl Gateway {
             }
             Backend::Gemini => {
                 let call = stream_call(&model, &images::gemini_body(req, edit)?)?;
-                let answers = futures::future::try_join_all((0..n).map(|_| self.upstream.generate(&call))).await?;
+                let answers =
+                    futures::future::try_join_all((0..n).map(|_| self.upstream.generate::<TypedMerger>(&call))).await?;
                 let mut data = Vec::new();
                 for answer in answers {
-                    data.extend(images::from_gemini(&parse_merged(answer.response)?)?);
+                    data.extend(images::from_gemini(&answer.response)?);
                 }
                 data
             }
@@ -393,8 +397,11 @@ impl Gateway {
         let (body, format) = translate::speech::to_gemini(req)?;
         // Asked as a stream and folded, like chat: a key that sends no headers is given up after
         // the first-byte timeout, while a long text still completes within the total timeout.
-        let answer = self.upstream.generate(&stream_call(&model, &body)?).await?;
-        let parsed = parse_merged(answer.response)?;
+        let answer = self
+            .upstream
+            .generate::<TypedMerger>(&stream_call(&model, &body)?)
+            .await?;
+        let parsed = answer.response;
         if let Some(tokens) = parsed.usage_metadata.as_ref().map(|u| u64::from(u.total_token_count)) {
             self.upstream.pool().record_tokens(answer.key_id, tokens);
         }
@@ -570,7 +577,11 @@ impl Gateway {
         if call.action.as_deref() == Some("generateContent") {
             let mut streamed = call.clone();
             streamed.action = Some("streamGenerateContent".into());
-            return Ok(self.upstream.generate(&streamed.to_call(true)).await?.into_bytes());
+            return Ok(self
+                .upstream
+                .generate::<ResponseMerger>(&streamed.to_call(true))
+                .await?
+                .into_bytes());
         }
         Ok(self.upstream.send(&call.to_call(false)).await?.body)
     }
@@ -606,13 +617,6 @@ impl Gateway {
             ..call.clone()
         }))
     }
-}
-
-/// Reads an answer folded from stream events (already JSON, not text).
-fn parse_merged(merged: serde_json::Value) -> Result<GenerateContentResponse, GatewayError> {
-    serde_json::from_value(merged).map_err(|e| GatewayError::BadUpstreamResponse {
-        message: format!("unreadable answer from Gemini: {e}"),
-    })
 }
 
 fn urlencode(s: &str) -> String {

@@ -109,15 +109,16 @@ pub struct Answer {
     pub upload_headers: Vec<(String, String)>,
 }
 
-/// A whole answer folded from a stream's events ([`Upstream::generate`]), still as a JSON value.
+/// A whole answer folded from a stream's events ([`Upstream::generate`]): JSON for the native
+/// route, the typed response for the translating ones.
 #[derive(Debug)]
-pub struct Merged {
-    pub response: serde_json::Value,
+pub struct Merged<T = serde_json::Value> {
+    pub response: T,
     pub key: String,
     pub key_id: u64,
 }
 
-impl Merged {
+impl Merged<serde_json::Value> {
     /// The answer as JSON text (what `generateContent` would have sent).
     pub fn into_bytes(self) -> Bytes {
         Bytes::from(serde_json::to_vec(&self.response).unwrap_or_else(|_| b"{}".to_vec()))
@@ -363,8 +364,8 @@ impl Upstream {
     /// is abandoned after the first-byte timeout, while a long answer (minutes of thinking)
     /// completes on its first key within `UPSTREAM_TOTAL_TIMEOUT_SECS`. `call` must be the
     /// streaming call.
-    pub async fn generate(&self, call: &Call) -> Result<Merged, GatewayError> {
-        self.with_failover(call, |lease| self.attempt_assembled(call, lease))
+    pub async fn generate<F: gemini::Fold>(&self, call: &Call) -> Result<Merged<F::Output>, GatewayError> {
+        self.with_failover(call, |lease| self.attempt_assembled::<F>(call, lease))
             .await
     }
 
@@ -773,7 +774,7 @@ impl Upstream {
     }
 
     /// A streamed answer read to its end and folded into one `generateContent` response.
-    async fn attempt_assembled(&self, call: &Call, lease: Lease) -> Attempt<Merged> {
+    async fn attempt_assembled<F: gemini::Fold>(&self, call: &Call, lease: Lease) -> Attempt<Merged<F::Output>> {
         let deadline = Instant::now() + self.settings.total_timeout;
         let opened = match self.attempt_stream(call, lease, Some(deadline)).await.into_done() {
             Ok(opened) => opened,
@@ -784,7 +785,7 @@ impl Upstream {
             key_id,
             key,
         } = opened;
-        let mut merger = gemini::ResponseMerger::default();
+        let mut merger = F::default();
         while let Some(item) = events.next().await {
             match item {
                 Ok(data) => {
@@ -809,7 +810,7 @@ impl Upstream {
             }
         }
         Attempt::Done(Merged {
-            response: merger.finish_value(),
+            response: merger.finish(),
             key,
             key_id,
         })

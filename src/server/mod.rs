@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod observe;
 pub mod routes;
+pub mod sse;
 pub mod telemetry;
 
 use std::net::SocketAddr;

@@ -2,9 +2,9 @@
 //! `POST /v1/messages/count_tokens`, for Claude Code and the `anthropic` SDKs. `anthropic-version`
 //! and `anthropic-beta` headers are accepted whatever their value.
 
+use crate::gateway::service::Frame;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -30,7 +30,10 @@ async fn answer(state: &AppState, req: &MessagesRequest) -> Result<Response, Ant
         return Ok(Json(state.gateway.messages(req).await?).into_response());
     }
     let frames = state.gateway.messages_stream(req).await?;
-    let ping = Event::default().event("ping").data(r#"{"type":"ping"}"#);
+    let ping = Frame {
+        event: Some("ping"),
+        data: r#"{"type":"ping"}"#.into(),
+    };
     Ok(super::sse_response(frames, Some(ping)))
 }
 

@@ -2,9 +2,7 @@
 //! requests and answers pass through byte for byte, with a pool key instead of the client's token.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 
-use axum::body::Body;
 use axum::extract::{OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -213,17 +211,21 @@ pub async fn model_action(
                     }
                 }
             };
-            Ok::<_, Infallible>(Bytes::from(frame))
+            Bytes::from(frame)
         })
         .chain(futures::stream::once(async move {
-            Ok::<_, Infallible>(if sse { Bytes::new() } else { Bytes::from_static(b"]") })
+            if sse {
+                Bytes::new()
+            } else {
+                Bytes::from_static(b"]")
+            }
         }));
     let content_type = if sse {
         "text/event-stream"
     } else {
         "application/json; charset=UTF-8"
     };
-    let mut resp = Response::new(Body::from_stream(framed));
+    let mut resp = Response::new(crate::server::sse::bytes_body(framed));
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp.headers_mut()
