@@ -2,7 +2,6 @@
 //! `POST /v1/messages/count_tokens`, for Claude Code and the `anthropic` SDKs. `anthropic-version`
 //! and `anthropic-beta` headers are accepted whatever their value.
 
-use crate::gateway::service::Frame;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -10,6 +9,7 @@ use axum::Json;
 use bytes::Bytes;
 use serde_json::json;
 
+use crate::gateway::service::Frame;
 use crate::gateway::translate::anthropic::{CountTokensRequest, MessagesRequest};
 use crate::server::error::{parse_body, AnthropicError};
 use crate::server::observe::ModelLabel;
