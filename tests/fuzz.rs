@@ -14,7 +14,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
-use gemini_balance::gateway::gemini::{classify, parse_duration, GenerateContentResponse, ResponseMerger};
+use gemini_balance::gateway::gemini::{classify, parse_duration, Fold, GenerateContentResponse, ResponseMerger};
 use gemini_balance::gateway::openai::ChatCompletionRequest;
 use gemini_balance::gateway::pool::{Outcome, RetryAfter, MAX_WAIT};
 use gemini_balance::gateway::sse::SseParser;
@@ -1078,7 +1078,8 @@ fn merged_stream_events_are_one_json_answer() {
                 let is_json = serde_json::from_slice::<Value>(e).is_ok();
                 prop_assert_eq!(m.push(e).is_ok(), is_json);
             }
-            let out = m.finish();
+            let out = serde_json::to_vec(&m.finish())
+                .map_err(|e| TestCaseError::fail(format!("merged answer cannot be printed: {e}")))?;
             let merged: Value = serde_json::from_slice(&out)
                 .map_err(|e| TestCaseError::fail(format!("merged output is not JSON: {e}")))?;
             prop_assert!(merged.is_object());

@@ -422,22 +422,6 @@ pub struct ResponseMerger {
 const MAX_CANDIDATES: usize = 64;
 
 impl ResponseMerger {
-    /// Adds one event's JSON.
-    pub fn push(&mut self, event: &[u8]) -> Result<(), serde_json::Error> {
-        let Value::Object(event) = serde_json::from_slice::<Value>(event)? else {
-            return Ok(());
-        };
-        for (k, v) in event {
-            match (k.as_str(), v) {
-                ("candidates", Value::Array(cands)) => cands.into_iter().for_each(|c| self.merge_candidate(c)),
-                (_, v) => {
-                    self.top.insert(k, v);
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn merge_candidate(&mut self, c: Value) {
         let Value::Object(c) = c else { return };
         let idx = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
@@ -478,21 +462,6 @@ impl ResponseMerger {
             }
         }
     }
-
-    /// The merged response, as a JSON value (read by the translators without printing it and
-    /// parsing it again).
-    pub fn finish_value(mut self) -> Value {
-        if !self.candidates.is_empty() {
-            let cands = self.candidates.into_iter().map(Value::Object).collect();
-            self.top.insert("candidates".into(), Value::Array(cands));
-        }
-        Value::Object(self.top)
-    }
-
-    /// The merged response as JSON text.
-    pub fn finish(self) -> Vec<u8> {
-        serde_json::to_vec(&self.finish_value()).unwrap_or_else(|_| b"{}".to_vec())
-    }
 }
 
 /// How a whole answer is folded from the events of `streamGenerateContent`: into JSON that keeps
@@ -508,11 +477,30 @@ pub trait Fold: Default + Send {
 
 impl Fold for ResponseMerger {
     type Output = Value;
+
     fn push(&mut self, event: &[u8]) -> Result<(), serde_json::Error> {
-        ResponseMerger::push(self, event)
+        let Value::Object(event) = serde_json::from_slice::<Value>(event)? else {
+            return Ok(());
+        };
+        for (k, v) in event {
+            match (k.as_str(), v) {
+                ("candidates", Value::Array(cands)) => cands.into_iter().for_each(|c| self.merge_candidate(c)),
+                (_, v) => {
+                    self.top.insert(k, v);
+                }
+            }
+        }
+        Ok(())
     }
-    fn finish(self) -> Value {
-        self.finish_value()
+
+    /// The merged response, as a JSON value (read by the translators without printing it and
+    /// parsing it again).
+    fn finish(mut self) -> Value {
+        if !self.candidates.is_empty() {
+            let cands = self.candidates.into_iter().map(Value::Object).collect();
+            self.top.insert("candidates".into(), Value::Array(cands));
+        }
+        Value::Object(self.top)
     }
 }
 
@@ -772,7 +760,7 @@ mod tests {
         ] {
             m.push(ev.to_string().as_bytes()).unwrap();
         }
-        let out: Value = serde_json::from_slice(&m.finish()).unwrap();
+        let out = Fold::finish(m);
         assert_eq!(
             out,
             json!({"candidates": [{"content": {"parts": [
@@ -782,7 +770,7 @@ mod tests {
                 "finishReason": "STOP", "futureField": 1, "index": 0}],
                 "usageMetadata": {"totalTokenCount": 9}, "modelVersion": "m", "responseId": "r"})
         );
-        assert!(ResponseMerger::default().push(b"not json").is_err());
+        assert!(Fold::push(&mut ResponseMerger::default(), b"not json").is_err());
     }
 
     #[test]
