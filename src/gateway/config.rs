@@ -37,6 +37,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Time a client has to send a request's headers.
     pub header_read_timeout: Duration,
+    /// Serving threads (`SERVER_THREADS`, default: one per CPU).
+    pub server_threads: usize,
     /// The model key validation and probes ask `countTokens` of.
     pub probe_model: String,
     /// Client model names mapped to Gemini models (`MODEL_ALIASES`).
@@ -266,6 +268,12 @@ impl Settings {
             shutdown_grace: secs("SHUTDOWN_GRACE_SECS", 20)?,
             max_connections: count("MAX_CONNECTIONS", 16_384, 1, 1 << 24)? as usize,
             header_read_timeout: secs("HEADER_READ_TIMEOUT_SECS", 30)?,
+            server_threads: count(
+                "SERVER_THREADS",
+                std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+                1,
+                1024,
+            )? as usize,
             probe_model: get("KEY_PROBE_MODEL").unwrap_or("gemini-2.5-flash").to_string(),
             model_aliases: super::aliases::ModelAliases::parse(get("MODEL_ALIASES").unwrap_or(""))
                 .map_err(|m| err("MODEL_ALIASES", m))?,

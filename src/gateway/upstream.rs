@@ -12,7 +12,9 @@
 //! waiting on events); it ends the request with a 504 without blaming the key or retrying
 //! elsewhere.
 
+use std::cell::RefCell;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -200,6 +202,8 @@ impl<T> Attempt<T> {
 
 #[derive(Debug)]
 pub struct Upstream {
+    /// Tells this client's per-thread twins apart from other `Upstream`s' ([`thread_clients`]).
+    id: u64,
     http: reqwest::Client,
     base_url: String,
     pool: Arc<KeyPool>,
@@ -229,6 +233,19 @@ fn client_builder(settings: &UpstreamSettings) -> reqwest::ClientBuilder {
     }
 }
 
+thread_local! {
+    /// A serving thread's own direct clients, one per [`Upstream`]; `None` on other threads.
+    static THREAD_CLIENTS: RefCell<Option<Vec<(u64, reqwest::Client)>>> = const { RefCell::new(None) };
+}
+
+/// Gives the calling thread its own upstream connections. A serving thread runs a
+/// single-threaded runtime; an HTTP/1 connection's task lives on the runtime that opened it, so
+/// with a pool of its own the thread reads every chunk of its upstream answers itself, instead
+/// of another thread handing each one over (a wake-up per chunk).
+pub fn thread_clients() {
+    THREAD_CLIENTS.with(|cell| cell.borrow_mut().get_or_insert_with(Vec::new).clear());
+}
+
 impl Upstream {
     pub fn new(
         base_url: &str,
@@ -240,7 +257,9 @@ impl Upstream {
         let http = client_builder(&settings)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
             pool,
@@ -303,9 +322,28 @@ impl Upstream {
         });
     }
 
-    /// The client for a route: the proxy's, or the direct one.
-    fn client(&self, route: Option<usize>) -> &reqwest::Client {
-        route.and_then(|i| self.proxies.client(i)).unwrap_or(&self.http)
+    /// The client for a route: the proxy's, or the direct one (this thread's own on a serving
+    /// thread).
+    fn client(&self, route: Option<usize>) -> reqwest::Client {
+        if let Some(proxy) = route.and_then(|i| self.proxies.client(i)) {
+            return proxy.clone();
+        }
+        THREAD_CLIENTS.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let Some(own) = cell.as_mut() else {
+                return self.http.clone();
+            };
+            if let Some((_, client)) = own.iter().find(|(id, _)| *id == self.id) {
+                return client.clone();
+            }
+            match client_builder(&self.settings).build() {
+                Ok(client) => {
+                    own.push((self.id, client.clone()));
+                    client
+                }
+                Err(_) => self.http.clone(),
+            }
+        })
     }
 
     fn request(&self, call: &Call, lease: &Lease, route: Option<usize>) -> reqwest::RequestBuilder {

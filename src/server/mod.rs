@@ -10,6 +10,7 @@ pub mod sse;
 pub mod telemetry;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -283,6 +284,7 @@ struct ConnectionLimits {
     max_connections: usize,
     header_read_timeout: std::time::Duration,
     shutdown_grace: std::time::Duration,
+    threads: usize,
 }
 
 impl Application {
@@ -350,6 +352,7 @@ impl Application {
             max_connections: settings.max_connections,
             header_read_timeout: settings.header_read_timeout,
             shutdown_grace: settings.shutdown_grace,
+            threads: settings.server_threads,
         };
         let aliases = settings.model_aliases.clone();
         let suffixes = settings.model_suffixes;
@@ -411,18 +414,17 @@ impl Application {
     }
 }
 
-/// The accept loop: one task per connection, at most `max_connections` at once (beyond that,
-/// new connections wait in the listen backlog), a deadline for request headers, and a graceful
-/// shutdown bounded by the grace period.
+/// The accept loop: hands each connection to the least busy serving thread, at most
+/// `max_connections` at once (beyond that, new connections wait in the listen backlog); a
+/// deadline for request headers, and a graceful shutdown bounded by the grace period.
 async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
 
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -431,6 +433,13 @@ async fn serve(
         .header_read_timeout(limits.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut lanes = Vec::with_capacity(limits.threads);
+    for i in 0..limits.threads {
+        match Lane::start(i, builder.clone(), router.clone()) {
+            Ok(lane) => lanes.push(lane),
+            Err(e) => tracing::warn!(error = %e, "cannot start serving thread {i}"),
+        }
+    }
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut warned_full = false;
     tokio::pin!(shutdown);
@@ -464,15 +473,18 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        let accepted = Accepted { stream, permit };
+        match lanes.iter().min_by_key(|l| l.open.load(Ordering::Relaxed)) {
+            Some(lane) => lane.hand(accepted, graceful.watcher()),
+            // No serving thread could start: serve on this runtime.
+            None => {
+                let conn = graceful.watch(connection(&builder, &router, accepted.stream));
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(accepted.permit);
+                });
+            }
+        }
     }
     drop(listener);
     let open = limits.max_connections - permits.available_permits();
@@ -486,6 +498,95 @@ async fn serve(
         () = tokio::time::sleep(limits.shutdown_grace) => {
             let open = limits.max_connections - permits.available_permits();
             tracing::warn!(open, "shutdown grace period over; closing the remaining connections");
+        }
+    }
+    // Dropping the lanes ends their threads, and with them any connection still open.
+}
+
+type ConnBuilder = hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>;
+type Connection = hyper_util::server::conn::auto::UpgradeableConnection<
+    'static,
+    hyper_util::rt::TokioIo<tokio::net::TcpStream>,
+    hyper_util::service::TowerToHyperService<Router>,
+    hyper_util::rt::TokioExecutor,
+>;
+/// What a serving thread is handed: the connection, its permit, and its graceful-shutdown watch.
+type Handed = (
+    std::net::TcpStream,
+    tokio::sync::OwnedSemaphorePermit,
+    hyper_util::server::graceful::Watcher,
+);
+
+/// An accepted connection and its place under `MAX_CONNECTIONS`.
+struct Accepted {
+    stream: tokio::net::TcpStream,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// One connection served by hyper (HTTP/1.1 or HTTP/2, upgrades allowed).
+fn connection(builder: &ConnBuilder, router: &Router, stream: tokio::net::TcpStream) -> Connection {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let service = TowerToHyperService::new(router.clone());
+    builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned()
+}
+
+/// A serving thread: a single-threaded runtime that runs its connections to the end. Everything
+/// a request does, its upstream connection included ([`crate::gateway::upstream::thread_clients`]),
+/// stays on that thread: no task is stolen by, or woken from, another thread mid-request.
+struct Lane {
+    sender: tokio::sync::mpsc::UnboundedSender<Handed>,
+    /// Connections open on this thread.
+    open: Arc<AtomicUsize>,
+}
+
+impl Lane {
+    fn start(index: usize, builder: ConnBuilder, router: Router) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Handed>();
+        let open = Arc::new(AtomicUsize::new(0));
+        let count = open.clone();
+        std::thread::Builder::new()
+            .name(format!("serve-{index}"))
+            .spawn(move || {
+                crate::gateway::upstream::thread_clients();
+                runtime.block_on(async move {
+                    while let Some((stream, permit, watcher)) = receiver.recv().await {
+                        let stream = match tokio::net::TcpStream::from_std(stream) {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot take over a connection");
+                                count.fetch_sub(1, Ordering::Relaxed);
+                                continue;
+                            }
+                        };
+                        let conn = watcher.watch(connection(&builder, &router, stream));
+                        let count = count.clone();
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                            drop(permit);
+                            count.fetch_sub(1, Ordering::Relaxed);
+                        });
+                    }
+                });
+                // The accept loop is over and the grace period spent.
+                runtime.shutdown_background();
+            })?;
+        Ok(Self { sender, open })
+    }
+
+    fn hand(&self, accepted: Accepted, watcher: hyper_util::server::graceful::Watcher) {
+        let Accepted { stream, permit } = accepted;
+        match stream.into_std() {
+            Ok(stream) => {
+                self.open.fetch_add(1, Ordering::Relaxed);
+                if self.sender.send((stream, permit, watcher)).is_err() {
+                    self.open.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot hand a connection over"),
         }
     }
 }
