@@ -423,19 +423,12 @@ async fn serve(
     limits: ConnectionLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    use hyper_util::rt::{TokioExecutor, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    let protocols = Protocols::new(limits.header_read_timeout);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let (stopping, stop_signal) = tokio::sync::watch::channel(false);
     let mut lanes = Vec::with_capacity(limits.threads);
     for i in 0..limits.threads {
-        match Lane::start(i, builder.clone(), router.clone()) {
+        match Lane::start(i, protocols.clone(), router.clone(), stop_signal.clone()) {
             Ok(lane) => lanes.push(lane),
             Err(e) => tracing::warn!(error = %e, "cannot start serving thread {i}"),
         }
@@ -473,20 +466,33 @@ async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let accepted = Accepted { stream, permit };
+        // Out of this runtime's reactor: the serving thread registers it with its own.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a connection over");
+                continue;
+            }
+        };
+        let handed = Handed {
+            stream,
+            permit,
+            watcher: graceful.watcher(),
+        };
         match lanes.iter().min_by_key(|l| l.open.load(Ordering::Relaxed)) {
-            Some(lane) => lane.hand(accepted, graceful.watcher()),
+            Some(lane) => lane.hand(handed),
             // No serving thread could start: serve on this runtime.
             None => {
-                let conn = graceful.watch(connection(&builder, &router, accepted.stream));
+                let (protocols, router, stop) = (protocols.clone(), router.clone(), stop_signal.clone());
                 tokio::spawn(async move {
-                    let _ = conn.await;
-                    drop(accepted.permit);
+                    protocols.serve(handed.stream, router, handed.watcher, stop).await;
+                    drop(handed.permit);
                 });
             }
         }
     }
     drop(listener);
+    let _ = stopping.send(true);
     let open = limits.max_connections - permits.available_permits();
     tracing::info!(
         open,
@@ -503,34 +509,97 @@ async fn serve(
     // Dropping the lanes ends their threads, and with them any connection still open.
 }
 
-type ConnBuilder = hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>;
-type Connection = hyper_util::server::conn::auto::UpgradeableConnection<
-    'static,
-    hyper_util::rt::TokioIo<tokio::net::TcpStream>,
-    hyper_util::service::TowerToHyperService<Router>,
-    hyper_util::rt::TokioExecutor,
->;
-/// What a serving thread is handed: the connection, its permit, and its graceful-shutdown watch.
-type Handed = (
-    std::net::TcpStream,
-    tokio::sync::OwnedSemaphorePermit,
-    hyper_util::server::graceful::Watcher,
-);
-
-/// An accepted connection and its place under `MAX_CONNECTIONS`.
-struct Accepted {
-    stream: tokio::net::TcpStream,
+/// An accepted connection, its place under `MAX_CONNECTIONS`, and its graceful-shutdown watch.
+struct Handed {
+    stream: std::net::TcpStream,
     permit: tokio::sync::OwnedSemaphorePermit,
+    watcher: hyper_util::server::graceful::Watcher,
 }
 
-/// One connection served by hyper (HTTP/1.1 or HTTP/2, upgrades allowed).
-fn connection(builder: &ConnBuilder, router: &Router, stream: tokio::net::TcpStream) -> Connection {
-    use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
-    let service = TowerToHyperService::new(router.clone());
-    builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .into_owned()
+/// HTTP/1.1 and cleartext HTTP/2 (prior knowledge), told apart by a connection's first bytes.
+///
+/// Peeking leaves the bytes in the socket, so hyper's HTTP/1 connection reads its request into
+/// a buffer of its usual size and its task holds only the HTTP/1 state (hyper-util's automatic
+/// connection reads them apart first, which doubles that buffer, and carries both protocols'
+/// state for every connection).
+#[derive(Clone)]
+struct Protocols {
+    http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>,
+    header_read_timeout: std::time::Duration,
+}
+
+/// What an HTTP/2 client sends first.
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+impl Protocols {
+    fn new(header_read_timeout: std::time::Duration) -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioTimer};
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+        let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        http2.timer(TokioTimer::new());
+        Self {
+            http1,
+            http2,
+            header_read_timeout,
+        }
+    }
+
+    /// Serves one connection to its end (or until shutdown closes it gracefully).
+    async fn serve(
+        &self,
+        stream: std::net::TcpStream,
+        router: Router,
+        watcher: hyper_util::server::graceful::Watcher,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        use hyper_util::rt::TokioIo;
+        use hyper_util::service::TowerToHyperService;
+        let stream = match tokio::net::TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take over a connection");
+                return;
+            }
+        };
+        // A connection that has sent nothing yet is closed at shutdown, or after the header
+        // deadline.
+        let http2 = tokio::select! {
+            sniffed = tokio::time::timeout(self.header_read_timeout, sniff(&stream)) => match sniffed {
+                Ok(Some(http2)) => http2,
+                _ => return,
+            },
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        };
+        let service = TowerToHyperService::new(router);
+        let io = TokioIo::new(stream);
+        let _ = if http2 {
+            watcher.watch(self.http2.serve_connection(io, service)).await
+        } else {
+            watcher.watch(self.http1.serve_connection(io, service)).await
+        };
+    }
+}
+
+/// Waits for a connection's first bytes, leaving them unread: `Some(true)` for HTTP/2's
+/// preface, `Some(false)` for anything else, `None` if the peer closed or failed first.
+async fn sniff(stream: &tokio::net::TcpStream) -> Option<bool> {
+    let mut head = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut head).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if !HTTP2_PREFACE.starts_with(&head[..n]) {
+            return Some(false);
+        }
+        // "PRI" starts no HTTP/1.1 request; "P" or "PR" could still be POST, PUT or PATCH.
+        if n >= 3 {
+            return Some(true);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }
 
 /// A serving thread: a single-threaded runtime that runs its connections to the end. Everything
@@ -543,7 +612,12 @@ struct Lane {
 }
 
 impl Lane {
-    fn start(index: usize, builder: ConnBuilder, router: Router) -> std::io::Result<Self> {
+    fn start(
+        index: usize,
+        protocols: Protocols,
+        router: Router,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Handed>();
         let open = Arc::new(AtomicUsize::new(0));
@@ -553,20 +627,13 @@ impl Lane {
             .spawn(move || {
                 crate::gateway::upstream::thread_clients();
                 runtime.block_on(async move {
-                    while let Some((stream, permit, watcher)) = receiver.recv().await {
-                        let stream = match tokio::net::TcpStream::from_std(stream) {
-                            Ok(stream) => stream,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot take over a connection");
-                                count.fetch_sub(1, Ordering::Relaxed);
-                                continue;
-                            }
-                        };
-                        let conn = watcher.watch(connection(&builder, &router, stream));
-                        let count = count.clone();
+                    let protocols = Arc::new(protocols);
+                    while let Some(handed) = receiver.recv().await {
+                        let (protocols, router, stop, count) =
+                            (protocols.clone(), router.clone(), stop.clone(), count.clone());
                         tokio::spawn(async move {
-                            let _ = conn.await;
-                            drop(permit);
+                            protocols.serve(handed.stream, router, handed.watcher, stop).await;
+                            drop(handed.permit);
                             count.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
@@ -577,16 +644,11 @@ impl Lane {
         Ok(Self { sender, open })
     }
 
-    fn hand(&self, accepted: Accepted, watcher: hyper_util::server::graceful::Watcher) {
-        let Accepted { stream, permit } = accepted;
-        match stream.into_std() {
-            Ok(stream) => {
-                self.open.fetch_add(1, Ordering::Relaxed);
-                if self.sender.send((stream, permit, watcher)).is_err() {
-                    self.open.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot hand a connection over"),
+    /// Moves a connection onto this thread's runtime.
+    fn hand(&self, handed: Handed) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        if self.sender.send(handed).is_err() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The edge: authentication before any body is read, the open-mode guard against web pages,
-//! bounded request log (streams booked when they end, 401 floods not written), shutdown grace.
+//! bounded request log (streams booked when they end, 401 floods not written), shutdown grace,
+//! one port for HTTP/1.1 and HTTP/2.
 
 use std::time::{Duration, Instant};
 
@@ -266,4 +267,79 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     assert!(started.elapsed() < Duration::from_secs(4));
     // Others are served as usual.
     assert_eq!(app.chat_json(&chat_body("fine")).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_header_deadline_and_at_shutdown() {
+    use tokio::io::AsyncReadExt;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (app, handle) = spawn_app_until(
+        &[A],
+        &[("HEADER_READ_TIMEOUT_SECS", "1"), ("SHUTDOWN_GRACE_SECS", "20")],
+        async move {
+            let _ = rx.await;
+        },
+    )
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    // Sends nothing at all: closed at the header deadline.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "a connection that never spoke was left open");
+    // A silent connection does not hold shutdown up for the grace period.
+    let _held = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let _ = tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("shutdown waited on a connection that had sent nothing")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+/// HTTP/1.1 and cleartext HTTP/2 share the port; a request that arrives a byte at a time is
+/// still read as HTTP/1.1 (its first byte, `P`, could begin HTTP/2's preface).
+#[tokio::test]
+async fn http1_and_http2_prior_knowledge_share_the_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app(&[A]).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let body = chat_body("hello there").to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for (i, byte) in request.as_bytes().iter().enumerate() {
+        conn.write_all(&[*byte]).await.unwrap();
+        if i < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("chat.completion"), "{answer}");
+
+    // HTTP/2 with prior knowledge: the preface (split too) is answered with the server's
+    // SETTINGS frame (type 4 on stream 0).
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    conn.write_all(b"PR").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    conn.write_all(b"I * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    conn.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut frame))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(frame[3], 4, "a SETTINGS frame: {frame:?}");
+    assert_eq!(&frame[5..9], &[0, 0, 0, 0], "on stream 0: {frame:?}");
 }
