@@ -484,10 +484,7 @@ async fn serve(
             // No serving thread could start: serve on this runtime.
             None => {
                 let (protocols, router, stop) = (protocols.clone(), router.clone(), stop_signal.clone());
-                tokio::spawn(async move {
-                    protocols.serve(handed.stream, router, handed.watcher, stop).await;
-                    drop(handed.permit);
-                });
+                tokio::spawn(async move { protocols.serve(handed, router, stop).await });
             }
         }
     }
@@ -546,16 +543,16 @@ impl Protocols {
         }
     }
 
-    /// Serves one connection to its end (or until shutdown closes it gracefully).
-    async fn serve(
-        &self,
-        stream: std::net::TcpStream,
-        router: Router,
-        watcher: hyper_util::server::graceful::Watcher,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
+    /// Serves one connection to its end (or until shutdown closes it gracefully); its permit
+    /// goes back when it is over.
+    async fn serve(&self, handed: Handed, router: Router, mut stop: tokio::sync::watch::Receiver<bool>) {
         use hyper_util::rt::TokioIo;
         use hyper_util::service::TowerToHyperService;
+        let Handed {
+            stream,
+            permit: _permit,
+            watcher,
+        } = handed;
         let stream = match tokio::net::TcpStream::from_std(stream) {
             Ok(stream) => stream,
             Err(e) => {
@@ -632,8 +629,7 @@ impl Lane {
                         let (protocols, router, stop, count) =
                             (protocols.clone(), router.clone(), stop.clone(), count.clone());
                         tokio::spawn(async move {
-                            protocols.serve(handed.stream, router, handed.watcher, stop).await;
-                            drop(handed.permit);
+                            protocols.serve(handed, router, stop).await;
                             count.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
