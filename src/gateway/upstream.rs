@@ -12,9 +12,7 @@
 //! waiting on events); it ends the request with a 504 without blaming the key or retrying
 //! elsewhere.
 
-use std::cell::RefCell;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,11 +24,13 @@ use tokio::time::Instant;
 use super::config::UpstreamSettings;
 use super::error::GatewayError;
 use super::gemini::{self, ErrorBody};
+use super::http1;
 use super::metrics::{AttemptRecord, Metrics, RequestTrace};
 use super::owners::{self, Resources};
 use super::pool::{Attribution, FailureClass, KeyPool, Lease, Outcome, RetryAfter, Unavailable, Verdict};
 use super::proxy::{Proxies, ProxySpec};
 use super::sse::SseParser;
+use super::transport::{ErrorKind, Reply, ReplyBody, TransportError};
 
 /// One request to Gemini, independent of the key that will carry it.
 #[derive(Debug, Clone)]
@@ -202,9 +202,8 @@ impl<T> Attempt<T> {
 
 #[derive(Debug)]
 pub struct Upstream {
-    /// Tells this client's per-thread twins apart from other `Upstream`s' ([`thread_clients`]).
-    id: u64,
-    http: reqwest::Client,
+    /// The direct route to Google.
+    direct: Direct,
     base_url: String,
     pool: Arc<KeyPool>,
     settings: UpstreamSettings,
@@ -223,7 +222,7 @@ fn client_builder(settings: &UpstreamSettings) -> reqwest::ClientBuilder {
         .pool_max_idle_per_host(1024)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
-        .user_agent(concat!("gemini-balance/", env!("CARGO_PKG_VERSION")));
+        .user_agent(USER_AGENT);
     // One HTTP/2 connection caps concurrent streams (often at 100); HTTP/1.1 with a large pool
     // scales with the number of requests instead.
     if settings.http2 {
@@ -233,18 +232,15 @@ fn client_builder(settings: &UpstreamSettings) -> reqwest::ClientBuilder {
     }
 }
 
-thread_local! {
-    /// A serving thread's own direct clients, one per [`Upstream`]; `None` on other threads.
-    static THREAD_CLIENTS: RefCell<Option<Vec<(u64, reqwest::Client)>>> = const { RefCell::new(None) };
+/// The client on the direct route: the lean HTTP/1.1 one, or reqwest when HTTP/2 is asked for
+/// (`UPSTREAM_HTTP2`).
+#[derive(Debug)]
+enum Direct {
+    Http1(http1::Client),
+    Reqwest(reqwest::Client),
 }
 
-/// Gives the calling thread its own upstream connections. A serving thread runs a
-/// single-threaded runtime; an HTTP/1 connection's task lives on the runtime that opened it, so
-/// with a pool of its own the thread reads every chunk of its upstream answers itself, instead
-/// of another thread handing each one over (a wake-up per chunk).
-pub fn thread_clients() {
-    THREAD_CLIENTS.with(|cell| cell.borrow_mut().get_or_insert_with(Vec::new).clear());
-}
+const USER_AGENT: &str = concat!("gemini-balance/", env!("CARGO_PKG_VERSION"));
 
 impl Upstream {
     pub fn new(
@@ -254,13 +250,16 @@ impl Upstream {
         max_retries: u32,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let http = client_builder(&settings)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let direct = if settings.http2 {
+            let client = client_builder(&settings)
+                .build()
+                .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            Direct::Reqwest(client)
+        } else {
+            Direct::Http1(http1::Client::new(base_url, settings.connect_timeout, USER_AGENT)?)
+        };
         Ok(Self {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            http,
+            direct,
             base_url: base_url.trim_end_matches('/').to_string(),
             pool,
             settings,
@@ -322,40 +321,48 @@ impl Upstream {
         });
     }
 
-    /// The client for a route: the proxy's, or the direct one (this thread's own on a serving
-    /// thread).
-    fn client(&self, route: Option<usize>) -> reqwest::Client {
-        if let Some(proxy) = route.and_then(|i| self.proxies.client(i)) {
-            return proxy.clone();
-        }
-        THREAD_CLIENTS.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            let Some(own) = cell.as_mut() else {
-                return self.http.clone();
-            };
-            if let Some((_, client)) = own.iter().find(|(id, _)| *id == self.id) {
-                return client.clone();
-            }
-            match client_builder(&self.settings).build() {
-                Ok(client) => {
-                    own.push((self.id, client.clone()));
-                    client
+    /// Sends a call with a key, on the key's route (its proxy, or directly), and returns the
+    /// answer's head.
+    async fn dispatch(
+        &self,
+        call: &Call,
+        key: &super::secret::Secret,
+        route: Option<usize>,
+    ) -> Result<Reply, TransportError> {
+        let proxy = route.and_then(|i| self.proxies.client(i));
+        let client = match (proxy, &self.direct) {
+            (Some(client), _) | (None, Direct::Reqwest(client)) => client,
+            (None, Direct::Http1(client)) => {
+                let target = match &call.query {
+                    Some(q) => format!("{}?{q}", call.path),
+                    None => call.path.clone(),
+                };
+                let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + call.headers.len());
+                headers.push(("x-goog-api-key", key.expose()));
+                if call.body.is_some() {
+                    headers.push((
+                        "content-type",
+                        call.content_type.as_deref().unwrap_or("application/json"),
+                    ));
                 }
-                Err(_) => self.http.clone(),
+                headers.extend(call.headers.iter().map(|(name, value)| (*name, value.as_str())));
+                let req = http1::Request {
+                    method: &call.method,
+                    target: &target,
+                    headers: &headers,
+                    body: call.body.as_ref(),
+                };
+                return client.send(&req).await.map(Reply::from);
             }
-        })
-    }
-
-    fn request(&self, call: &Call, lease: &Lease, route: Option<usize>) -> reqwest::RequestBuilder {
+        };
         let mut url = format!("{}{}", self.base_url, call.path);
         if let Some(q) = &call.query {
             url.push('?');
             url.push_str(q);
         }
-        let mut req = self
-            .client(route)
+        let mut req = client
             .request(call.method.clone(), url)
-            .header("x-goog-api-key", lease.key().expose());
+            .header("x-goog-api-key", key.expose());
         for (name, value) in &call.headers {
             req = req.header(*name, value);
         }
@@ -367,7 +374,10 @@ impl Upstream {
                 )
                 .body(body.clone());
         }
-        req
+        match req.send().await {
+            Ok(resp) => Ok(Reply::from(resp)),
+            Err(e) => Err(TransportError::from_reqwest(&e)),
+        }
     }
 
     /// Masks the key that made the call, and any other pool key, wherever it appears in
@@ -632,12 +642,12 @@ impl Upstream {
 
     /// Classifies an error of the HTTP client. Through a proxy, failing to connect (to the proxy,
     /// its handshake, its authentication, or its tunnel to Google) is the proxy's failure.
-    fn transport_failure(&self, e: &reqwest::Error, route: Option<usize>) -> Outcome {
+    fn transport_failure(&self, e: &TransportError, route: Option<usize>) -> Outcome {
         let outcome = transport_outcome(e);
         match route {
             Some(proxy) => {
                 let message = self.proxies.scrub(proxy, outcome.message());
-                if e.is_connect() {
+                if e.kind == ErrorKind::Connect {
                     Outcome::ProxyFailed {
                         message: format!("the egress proxy failed: {message}"),
                     }
@@ -652,12 +662,7 @@ impl Upstream {
     }
 
     /// Sends and waits for the response headers, within the first-byte timeout (and `deadline`).
-    async fn send_headers(
-        &self,
-        call: &Call,
-        lease: &mut Lease,
-        deadline: Option<Instant>,
-    ) -> Result<reqwest::Response, Outcome> {
+    async fn send_headers(&self, call: &Call, lease: &mut Lease, deadline: Option<Instant>) -> Result<Reply, Outcome> {
         let wait = if call.slow {
             self.settings.total_timeout
         } else {
@@ -666,18 +671,16 @@ impl Upstream {
         let first_byte = Instant::now() + wait;
         let limit = deadline.map_or(first_byte, |d| d.min(first_byte));
         let route = self.proxies.route(lease.fingerprint());
-        let mut sent = self.request(call, lease, route).send();
         // A kept-alive connection the other end closed while it sat in the pool fails before
         // anything is answered (some proxies advertise keep-alive, then close): nothing was
         // processed, so the same key is asked again once, on a new connection.
         let mut fresh_tries = 1;
         loop {
-            return match tokio::time::timeout_at(limit, sent).await {
+            return match tokio::time::timeout_at(limit, self.dispatch(call, lease.key(), route)).await {
                 Err(_) => Err(timeout_outcome("no response from Gemini within the first-byte timeout")),
-                Ok(Err(e)) if fresh_tries > 0 && stale_connection(&e) => {
+                Ok(Err(e)) if fresh_tries > 0 && e.kind == ErrorKind::Stale => {
                     fresh_tries -= 1;
                     tracing::debug!(key = %lease.masked(), "pooled connection was closed; sending again");
-                    sent = self.request(call, lease, route).send();
                     continue;
                 }
                 Ok(Err(e)) => Err(self.transport_failure(&e, route)),
@@ -687,10 +690,10 @@ impl Upstream {
     }
 
     /// Reads an error body (bounded in time and size) and classifies it.
-    async fn read_error<T>(&self, lease: &mut Lease, resp: reqwest::Response) -> Attempt<T> {
-        let status = resp.status().as_u16();
+    async fn read_error<T>(&self, lease: &mut Lease, resp: Reply) -> Attempt<T> {
+        let status = resp.status;
         let limit = Instant::now() + self.settings.first_byte_timeout;
-        let body = match tokio::time::timeout_at(limit, read_capped(resp, 1 << 20)).await {
+        let body = match tokio::time::timeout_at(limit, resp.body.capped(1 << 20)).await {
             Ok(Some(body)) => body,
             _ => Bytes::new(),
         };
@@ -712,19 +715,19 @@ impl Upstream {
             Ok(resp) => resp,
             Err(outcome) => return failed(&mut lease, outcome),
         };
-        if !resp.status().is_success() {
+        if !resp.is_success() {
             return self.read_error(&mut lease, resp).await;
         }
         let upload_headers: Vec<(String, String)> = if call.headers.is_empty() {
             Vec::new()
         } else {
-            resp.headers()
+            resp.headers
                 .iter()
                 .filter(|(name, _)| name.as_str().starts_with("x-goog-upload-"))
                 .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
                 .collect()
         };
-        let body = match tokio::time::timeout_at(deadline, resp.bytes()).await {
+        let body = match tokio::time::timeout_at(deadline, resp.body.bytes()).await {
             Err(_) => {
                 let outcome = Outcome::Stalled {
                     message: format!(
@@ -756,18 +759,18 @@ impl Upstream {
             Ok(resp) => resp,
             Err(outcome) => return failed(&mut lease, outcome),
         };
-        if !resp.status().is_success() {
+        if !resp.is_success() {
             return self.read_error(&mut lease, resp).await;
         }
         let idle = self.settings.idle_timeout;
-        let mut body = resp.bytes_stream();
+        let mut body = resp.body;
         let mut parser = SseParser::new();
         let first = loop {
             if let Some(event) = parser.next_event() {
                 break event;
             }
             let wait = wait_limit(idle, deadline);
-            match tokio::time::timeout_at(wait, body.next()).await {
+            match tokio::time::timeout_at(wait, body.chunk()).await {
                 Err(_) => {
                     let outcome = Outcome::Stalled {
                         message: stall_message(idle, deadline, self.settings.total_timeout, false),
@@ -794,7 +797,7 @@ impl Upstream {
         let key_id = lease.key_id();
         let key = lease.masked().to_string();
         let state = Committed {
-            body: Box::pin(body),
+            body,
             parser,
             lease,
             idle,
@@ -857,29 +860,30 @@ impl Upstream {
     /// Checks a key without spending generation quota: `countTokens` on the probe model.
     /// Works, rejected (the key's own fault), or inconclusive (Google busy, slow or unreachable).
     pub async fn probe(&self, key: &super::secret::Secret) -> Verdict {
-        let url = format!("{}/v1beta/models/{}:countTokens", self.base_url, self.probe_model);
+        let path = format!("/v1beta/models/{}:countTokens", self.probe_model);
+        let call = Call::post(
+            path,
+            "",
+            Bytes::from_static(br#"{"contents":[{"role":"user","parts":[{"text":"ping"}]}]}"#),
+        );
         let route = if self.proxies.is_empty() {
             None
         } else {
             self.proxies.route(&super::pool::fingerprint(key))
         };
-        let req = self
-            .client(route)
-            .post(url)
-            .header("x-goog-api-key", key.expose())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(r#"{"contents":[{"role":"user","parts":[{"text":"ping"}]}]}"#);
         let limit = self.settings.probe_timeout;
-        let resp = match tokio::time::timeout(limit, req.send()).await {
+        let resp = match tokio::time::timeout(limit, self.dispatch(&call, key, route)).await {
             Err(_) => return Verdict::Inconclusive("the probe timed out".into()),
             Ok(Err(e)) => return Verdict::Inconclusive(self.transport_failure(&e, route).message().to_string()),
             Ok(Ok(resp)) => resp,
         };
-        let status = resp.status().as_u16();
-        if resp.status().is_success() {
+        let status = resp.status;
+        if resp.is_success() {
+            // Read to its end, so the connection can be used again.
+            let _ = tokio::time::timeout(limit, resp.body.capped(1 << 20)).await;
             return Verdict::Works;
         }
-        let body = tokio::time::timeout(limit, read_capped(resp, 1 << 20))
+        let body = tokio::time::timeout(limit, resp.body.capped(1 << 20))
             .await
             .ok()
             .flatten()
@@ -938,21 +942,6 @@ pub fn cap_message(message: &str) -> String {
     format!("{}…", &message[..end])
 }
 
-/// Reads at most `cap` bytes of a body.
-async fn read_capped(resp: reqwest::Response, cap: usize) -> Option<Bytes> {
-    let mut out = Vec::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.ok()?;
-        let room = cap.saturating_sub(out.len());
-        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() >= cap {
-            break;
-        }
-    }
-    Some(Bytes::from(out))
-}
-
 /// How long to wait for the next bytes: a stream waits the idle timeout; a whole answer
 /// (`deadline` set) waits until its deadline, however long Google stays silent before it.
 fn wait_limit(idle: Duration, deadline: Option<Instant>) -> Instant {
@@ -979,7 +968,7 @@ fn stall_message(idle: Duration, deadline: Option<Instant>, total: Duration, sta
 }
 
 struct Committed {
-    body: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    body: ReplyBody,
     parser: SseParser,
     lease: Lease,
     idle: Duration,
@@ -996,7 +985,7 @@ async fn next_event(mut st: Committed) -> Option<(Result<Bytes, StreamFault>, Co
         if let Some(event) = st.parser.next_event() {
             return Some((Ok(event), st));
         }
-        match tokio::time::timeout_at(wait_limit(st.idle, st.deadline), st.body.next()).await {
+        match tokio::time::timeout_at(wait_limit(st.idle, st.deadline), st.body.chunk()).await {
             Ok(Some(Ok(bytes))) => st.parser.push(&bytes),
             Ok(None) => {
                 st.done = true;
@@ -1022,19 +1011,6 @@ async fn next_event(mut st: Committed) -> Option<(Result<Bytes, StreamFault>, Co
 fn failed<T>(lease: &mut Lease, outcome: Outcome) -> Attempt<T> {
     lease.report(&outcome);
     Attempt::failed_without_report(outcome)
-}
-
-/// Whether the HTTP client failed because the connection was closed before any answer came: an
-/// idle pooled connection the server or a proxy had already given up on.
-fn stale_connection(e: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(e);
-    while let Some(err) = source {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message();
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// Whether an error answer came from a plain-HTTP proxy refusing our credentials rather than
@@ -1067,24 +1043,16 @@ fn timeout_outcome(message: &str) -> Outcome {
     }
 }
 
-fn transport_outcome(e: &reqwest::Error) -> Outcome {
-    let class = if e.is_timeout() {
+fn transport_outcome(e: &TransportError) -> Outcome {
+    let class = if e.kind == ErrorKind::Timeout {
         FailureClass::Timeout
     } else {
         FailureClass::Connection
     };
-    // Without the URL: it carries no key, but keeps messages short.
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "Gemini");
+    Outcome::Transient {
+        class,
+        message: e.message.clone(),
     }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    Outcome::Transient { class, message: text }
 }
 
 #[cfg(test)]
