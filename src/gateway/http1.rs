@@ -87,6 +87,18 @@ impl Client {
     /// A client for `base_url` (`http://` or `https://`; its path is ignored: requests carry
     /// their own). HTTPS trusts the Web PKI roots and speaks HTTP/1.1 only.
     pub fn new(base_url: &str, connect_timeout: Duration, user_agent: &'static str) -> Result<Self, String> {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        Self::trusting(base_url, connect_timeout, user_agent, roots)
+    }
+
+    fn trusting(
+        base_url: &str,
+        connect_timeout: Duration,
+        user_agent: &'static str,
+        roots: rustls::RootCertStore,
+    ) -> Result<Self, String> {
         let url = url::Url::parse(base_url).map_err(|e| format!("invalid upstream URL: {e}"))?;
         let host = url
             .host_str()
@@ -103,7 +115,7 @@ impl Client {
         };
         let tls = match url.scheme() {
             "http" => None,
-            "https" => Some(tls_connector(&host)?),
+            "https" => Some(tls_connector(&host, roots)?),
             other => return Err(format!("unsupported upstream scheme {other}")),
         };
         Ok(Self {
@@ -220,10 +232,10 @@ impl Client {
     }
 }
 
-fn tls_connector(host: &str) -> Result<(TlsConnector, rustls::pki_types::ServerName<'static>), String> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+fn tls_connector(
+    host: &str,
+    roots: rustls::RootCertStore,
+) -> Result<(TlsConnector, rustls::pki_types::ServerName<'static>), String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -900,6 +912,60 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Broken);
+    }
+
+    #[tokio::test]
+    async fn https_is_spoken_and_only_a_trusted_certificate_is_accepted() {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let der = cert.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(cert.key_pair.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(sock).await else {
+                        return;
+                    };
+                    let mut req = Vec::new();
+                    let mut byte = [0u8; 1024];
+                    loop {
+                        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let Ok(n) = tls.read(&mut byte).await else { return };
+                            if n == 0 {
+                                return;
+                            }
+                            req.extend_from_slice(&byte[..n]);
+                        }
+                        req.clear();
+                        let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n6\r\nsecret\r\n0\r\n\r\n";
+                        if tls.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let url = format!("https://localhost:{port}");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = Client::trusting(&url, Duration::from_secs(5), "test", roots).unwrap();
+        for _ in 0..2 {
+            assert_eq!(fetch(&client, "/", &[]).await.unwrap(), (200, Bytes::from("secret")));
+        }
+        // The Web PKI roots do not include this certificate.
+        let stranger = Client::new(&url, Duration::from_secs(5), "test").unwrap();
+        let err = fetch(&stranger, "/", &[]).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Connect, "{err}");
     }
 
     #[tokio::test]
