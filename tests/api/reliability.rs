@@ -657,3 +657,23 @@ async fn a_kept_alive_connection_closed_by_the_other_end_is_not_an_error() {
     assert_eq!(view[0]["consecutive_failures"], 0, "{view:?}");
     assert_eq!(view[0]["success_rate_hour"], json!(1.0), "{view:?}");
 }
+
+/// `UPSTREAM_HTTP2=true` sends through reqwest instead of the built-in HTTP/1.1 client (the mock
+/// speaks HTTP/1.1, so reqwest falls back to it): same failover, same whole answers and streams.
+#[tokio::test]
+async fn the_reqwest_route_fails_over_and_streams_like_the_built_in_client() {
+    const BAD: &str = "AIzaKeyHTTP2BADAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const GOOD: &str = "AIzaKeyHTTP2GOODAAAAAAAAAAAAAAAAAAAAAAAA";
+    let app = spawn_app_with(&[BAD, GOOD], &[("UPSTREAM_HTTP2", "true")]).await;
+    app.mock.set(BAD, Behavior::ServerError { code: 503 });
+    for _ in 0..2 {
+        let (status, body) = app.chat_json(&chat_body("over reqwest")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["choices"][0]["message"]["content"], "Echo: over reqwest");
+    }
+    let stream = json!({"model": "gemini-2.5-flash", "stream": true,
+        "messages": [{"role": "user", "content": "a b c"}]});
+    let events = read_sse(app.chat(&stream).await).await;
+    assert_eq!(events.last().map(|(d, _)| d.as_str()), Some("[DONE]"), "{events:?}");
+    assert!(app.mock.requests_for(GOOD) >= 3);
+}
