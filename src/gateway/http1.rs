@@ -5,8 +5,8 @@
 //! the translator without a hand-off between tasks, and an open stream holds its socket and one
 //! small read buffer. Proxies and HTTP/2 go through reqwest instead ([`super::transport`]).
 //!
-//! Idle connections are kept per serving thread (a socket belongs to the runtime that opened
-//! it), newest first, for [`IDLE_FOR`] at most.
+//! Idle connections are kept per thread (a socket belongs to the runtime that opened it, and
+//! each serving thread runs its own), the newest used first, for [`IDLE_FOR`] at most.
 
 use std::collections::HashMap;
 use std::io;
@@ -646,15 +646,20 @@ impl AsyncWrite for Io {
 }
 
 thread_local! {
-    /// This thread's tag in the idle pools: a serving thread's own number, 0 elsewhere.
+    /// This thread's number in the idle pools; 0 until first used.
     static THREAD_TAG: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-/// Gives the calling thread idle connections of its own: a serving thread runs a single-threaded
-/// runtime, and a socket is driven by the runtime that opened it.
-pub fn own_connections() {
+/// The calling thread's number in the idle pools. Idle connections are kept per thread: a socket
+/// is driven by the runtime that opened it, and each serving thread runs a runtime of its own.
+fn thread_tag() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    THREAD_TAG.with(|tag| tag.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    THREAD_TAG.with(|tag| {
+        if tag.get() == 0 {
+            tag.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        }
+        tag.get()
+    })
 }
 
 /// Idle connections, per thread tag, newest last.
@@ -665,7 +670,7 @@ struct IdlePool {
 
 impl IdlePool {
     fn take(&self) -> Option<Conn> {
-        let tag = THREAD_TAG.with(|t| t.get());
+        let tag = thread_tag();
         let mut map = self.by_thread.lock().unwrap_or_else(|e| e.into_inner());
         let list = map.get_mut(&tag)?;
         while let Some(conn) = list.pop() {
@@ -677,11 +682,10 @@ impl IdlePool {
     }
 
     fn put(&self, mut conn: Conn) {
-        let tag = THREAD_TAG.with(|t| t.get());
+        let tag = thread_tag();
         conn.idle_since = Instant::now();
-        if conn.buf.capacity() > 4 * READ_SIZE {
-            conn.buf = BytesMut::new();
-        }
+        // Empty here: an idle connection holds no buffer (a burst can leave hundreds idle).
+        conn.buf = BytesMut::new();
         let mut map = self.by_thread.lock().unwrap_or_else(|e| e.into_inner());
         let list = map.entry(tag).or_default();
         // The oldest go first: they are the likeliest to have been closed by the other end.

@@ -187,6 +187,15 @@ impl<T> Attempt<T> {
     }
 
     fn failed_without_report(outcome: Outcome) -> Self {
+        if matches!(outcome, Outcome::ClientError) {
+            // Only a request that cannot be written gets here (see `send_headers`).
+            let error = ErrorBody::new(400, "INVALID_ARGUMENT", "the request has characters HTTP cannot carry");
+            return Attempt::Failed {
+                outcome,
+                status: 400,
+                error,
+            };
+        }
         let (status, code) = match &outcome {
             Outcome::Stalled { .. }
             | Outcome::Transient {
@@ -683,6 +692,8 @@ impl Upstream {
                     tracing::debug!(key = %lease.masked(), "pooled connection was closed; sending again");
                     continue;
                 }
+                // The request's fault: no key is blamed, none is tried next.
+                Ok(Err(e)) if e.kind == ErrorKind::Invalid => Err(Outcome::ClientError),
                 Ok(Err(e)) => Err(self.transport_failure(&e, route)),
                 Ok(Ok(resp)) => Ok(resp),
             };

@@ -600,7 +600,7 @@ async fn sniff(stream: &tokio::net::TcpStream) -> Option<bool> {
 }
 
 /// A serving thread: a single-threaded runtime that runs its connections to the end. Everything
-/// a request does, its upstream connection included ([`crate::gateway::http1::own_connections`]),
+/// a request does, its upstream connection included ([`crate::gateway::http1`]),
 /// stays on that thread: no task is stolen by, or woken from, another thread mid-request.
 struct Lane {
     sender: tokio::sync::mpsc::UnboundedSender<Handed>,
@@ -622,7 +622,6 @@ impl Lane {
         std::thread::Builder::new()
             .name(format!("serve-{index}"))
             .spawn(move || {
-                crate::gateway::http1::own_connections();
                 runtime.block_on(async move {
                     let protocols = Arc::new(protocols);
                     while let Some(handed) = receiver.recv().await {
