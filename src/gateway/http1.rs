@@ -784,19 +784,19 @@ mod tests {
         (url, conns, seen)
     }
 
-    fn get(target: &str) -> (Method, String) {
-        (Method::GET, target.to_string())
-    }
-
-    async fn fetch(client: &Client, target: &str, headers: &[(&str, &str)]) -> Result<(u16, Bytes), TransportError> {
-        let (method, target) = get(target);
+    /// Sends a GET and returns the answer with its body unread.
+    async fn open(client: &Client, target: &str, headers: &[(&str, &str)]) -> Result<Response, TransportError> {
         let req = Request {
-            method: &method,
-            target: &target,
+            method: &Method::GET,
+            target,
             headers,
             body: None,
         };
-        let resp = client.send(&req).await?;
+        client.send(&req).await
+    }
+
+    async fn fetch(client: &Client, target: &str, headers: &[(&str, &str)]) -> Result<(u16, Bytes), TransportError> {
+        let resp = open(client, target, headers).await?;
         Ok((resp.status, resp.body.bytes().await?))
     }
 
@@ -821,16 +821,7 @@ mod tests {
             fetch(&client, "/b?x=1", &[]).await.unwrap(),
             (200, Bytes::from("abcde"))
         );
-        let (method, target) = get("/c");
-        let resp = client
-            .send(&Request {
-                method: &method,
-                target: &target,
-                headers: &[],
-                body: None,
-            })
-            .await
-            .unwrap();
+        let resp = open(&client, "/c", &[]).await.unwrap();
         assert_eq!(resp.status, 404);
         assert_eq!(resp.headers.get("x-goog-upload-status").unwrap(), "final");
         drop(resp);
@@ -860,14 +851,7 @@ mod tests {
         )
         .await;
         let client = Client::new(&url, Duration::from_secs(5), "test").unwrap();
-        let (method, target) = get("/a");
-        let req = Request {
-            method: &method,
-            target: &target,
-            headers: &[],
-            body: None,
-        };
-        let mut resp = client.send(&req).await.unwrap();
+        let mut resp = open(&client, "/a", &[]).await.unwrap();
         assert_eq!(resp.body.chunk().await.unwrap().unwrap(), Bytes::from("hello"));
         drop(resp);
         assert_eq!(fetch(&client, "/b", &[]).await.unwrap(), (200, Bytes::from("ok")));
@@ -903,14 +887,7 @@ mod tests {
         assert_eq!(injected.unwrap_err().kind, ErrorKind::Invalid);
         assert_eq!(fetch(&client, "/a b", &[]).await.unwrap_err().kind, ErrorKind::Invalid);
         assert!(seen.lock().unwrap().is_empty());
-        let (method, target) = get("/a");
-        let req = Request {
-            method: &method,
-            target: &target,
-            headers: &[],
-            body: None,
-        };
-        let resp = client.send(&req).await.unwrap();
+        let resp = open(&client, "/a", &[]).await.unwrap();
         let err = tokio::time::timeout(Duration::from_secs(5), resp.body.bytes())
             .await
             .unwrap()

@@ -338,32 +338,18 @@ impl Upstream {
         key: &super::secret::Secret,
         route: Option<usize>,
     ) -> Result<Reply, TransportError> {
-        let proxy = route.and_then(|i| self.proxies.client(i));
-        let client = match (proxy, &self.direct) {
-            (Some(client), _) | (None, Direct::Reqwest(client)) => client,
-            (None, Direct::Http1(client)) => {
-                let target = match &call.query {
-                    Some(q) => format!("{}?{q}", call.path),
-                    None => call.path.clone(),
-                };
-                let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + call.headers.len());
-                headers.push(("x-goog-api-key", key.expose()));
-                if call.body.is_some() {
-                    headers.push((
-                        "content-type",
-                        call.content_type.as_deref().unwrap_or("application/json"),
-                    ));
-                }
-                headers.extend(call.headers.iter().map(|(name, value)| (*name, value.as_str())));
-                let req = http1::Request {
-                    method: &call.method,
-                    target: &target,
-                    headers: &headers,
-                    body: call.body.as_ref(),
-                };
-                return client.send(&req).await.map(Reply::from);
-            }
-        };
+        match (route.and_then(|i| self.proxies.client(i)), &self.direct) {
+            (Some(client), _) | (None, Direct::Reqwest(client)) => self.send_reqwest(client, call, key).await,
+            (None, Direct::Http1(client)) => send_http1(client, call, key).await,
+        }
+    }
+
+    async fn send_reqwest(
+        &self,
+        client: &reqwest::Client,
+        call: &Call,
+        key: &super::secret::Secret,
+    ) -> Result<Reply, TransportError> {
         let mut url = format!("{}{}", self.base_url, call.path);
         if let Some(q) = &call.query {
             url.push('?');
@@ -936,6 +922,29 @@ impl Upstream {
                 .await;
         }
     }
+}
+
+async fn send_http1(client: &http1::Client, call: &Call, key: &super::secret::Secret) -> Result<Reply, TransportError> {
+    let target = match &call.query {
+        Some(q) => format!("{}?{q}", call.path),
+        None => call.path.clone(),
+    };
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(2 + call.headers.len());
+    headers.push(("x-goog-api-key", key.expose()));
+    if call.body.is_some() {
+        headers.push((
+            "content-type",
+            call.content_type.as_deref().unwrap_or("application/json"),
+        ));
+    }
+    headers.extend(call.headers.iter().map(|(name, value)| (*name, value.as_str())));
+    let req = http1::Request {
+        method: &call.method,
+        target: &target,
+        headers: &headers,
+        body: call.body.as_ref(),
+    };
+    client.send(&req).await.map(Reply::from)
 }
 
 /// At most this many bytes of an error message go into the request log.
