@@ -199,13 +199,33 @@ impl Client {
         Ok(head)
     }
 
+    /// A TCP connection to the first of the host's addresses that answers. Each address gets an
+    /// equal share of what is left of the connect timeout, so one that drops packets (an IPv6
+    /// route that goes nowhere) leaves time for the next.
+    async fn open_tcp(&self) -> Result<TcpStream, TransportError> {
+        let fail = |what: String| TransportError::new(ErrorKind::Connect, format!("cannot connect to Gemini: {what}"));
+        let deadline = Instant::now() + self.connect_timeout;
+        let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((self.origin.host.as_str(), self.origin.port))
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .collect();
+        let mut last = fail("the host name has no address".into());
+        for (i, addr) in addrs.iter().enumerate() {
+            let share = deadline.saturating_duration_since(Instant::now()) / (addrs.len() - i) as u32;
+            match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+                Ok(Ok(tcp)) => return Ok(tcp),
+                Ok(Err(e)) => last = fail(e.to_string()),
+                Err(_) => last = fail(format!("{addr} did not answer in time")),
+            }
+        }
+        Err(last)
+    }
+
     /// A new connection (and its TLS handshake), within the connect timeout.
     async fn connect(&self) -> Result<Conn, TransportError> {
         let origin = &self.origin;
         let open = async {
-            let tcp = TcpStream::connect((origin.host.as_str(), origin.port))
-                .await
-                .map_err(|e| TransportError::new(ErrorKind::Connect, format!("cannot connect to Gemini: {e}")))?;
+            let tcp = self.open_tcp().await?;
             let _ = tcp.set_nodelay(true);
             let io = match &origin.tls {
                 None => Io::Plain(tcp),
