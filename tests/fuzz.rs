@@ -14,7 +14,8 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
-use gemini_balance::gateway::gemini::{classify, parse_duration, Fold, GenerateContentResponse, ResponseMerger};
+use gemini_balance::gateway::fold::{Fold, ResponseMerger, TypedMerger};
+use gemini_balance::gateway::gemini::{classify, parse_duration, GenerateContentResponse};
 use gemini_balance::gateway::openai::ChatCompletionRequest;
 use gemini_balance::gateway::pool::{Outcome, RetryAfter, MAX_WAIT};
 use gemini_balance::gateway::sse::SseParser;
@@ -1062,6 +1063,82 @@ fn stream_events_translate_or_fail_cleanly() {
                 prop_assert!(serde_json::to_string(&u).is_ok());
             }
             Ok(usize::from(chunks > 0))
+        },
+    );
+}
+
+/// An event of a text answer, the kind the typed fold reads in place: text parts (some escaped,
+/// some thoughts, some signed), finish reasons, usage, model version and response id, now and
+/// then with a field that sends it down the owned path instead.
+fn text_event() -> BoxedStrategy<Value> {
+    let text = prop_oneof![
+        4 => one_of(&["Hello ", "world", "", "two words ", "é ü 😀"]),
+        2 => one_of(&["line\nbreak", "a \"quote\"", "tab\there", "back\\slash"]),
+        1 => string(),
+    ];
+    let part = object(vec![
+        must("text", text.boxed()),
+        opt("thought", boolean()),
+        opt("thoughtSignature", one_of(&["c2ln", "b3RoZXI=", "es\\caped"])),
+    ]);
+    let candidate = object(vec![
+        opt(
+            "content",
+            object(vec![
+                opt("parts", array(part, 3)),
+                opt("role", one_of(&["model", "user"])),
+            ]),
+        ),
+        opt("finishReason", one_of(&["STOP", "MAX_TOKENS", "NEW_REASON"])),
+        opt(
+            "index",
+            prop_oneof![8 => (0u32..3).prop_map(Value::from), 1 => candidate_index()].boxed(),
+        ),
+    ]);
+    let usage = prop_oneof![
+        4 => constant_json(json!({"promptTokenCount": 3, "totalTokenCount": 3})),
+        2 => object(vec![
+            opt("promptTokenCount", token_count()),
+            opt("candidatesTokenCount", token_count()),
+            opt("promptTokensDetails", array(object(vec![opt("modality", one_of(&["TEXT"])), opt("tokenCount", token_count())]), 2)),
+        ]),
+        1 => any_json(),
+    ];
+    prop_oneof![
+        8 => object(vec![
+            opt("candidates", array(candidate, 2)),
+            opt("usageMetadata", usage.boxed()),
+            opt("modelVersion", one_of(&["gemini-2.5-flash", "gemini-2.5-pro", "esc\\aped"])),
+            opt("responseId", one_of(&["r1", "r2"])),
+        ]),
+        1 => gemini_response(),
+    ]
+    .boxed()
+}
+
+fn constant_json(v: Value) -> BoxedStrategy<Value> {
+    Just(v).boxed()
+}
+
+#[test]
+fn the_typed_fold_reads_text_events_in_place_with_the_same_result() {
+    fuzz(
+        "typed fold",
+        &["some event unreadable", "folded"],
+        vec(
+            prop_oneof![4 => text_event().prop_map(|v| json_bytes(&v)), 1 => event_bytes()],
+            0..10,
+        ),
+        |events| {
+            let (mut fast, mut owned) = (TypedMerger::default(), TypedMerger::default());
+            let mut unreadable = false;
+            for e in &events {
+                let (a, b) = (fast.push(e), owned.push_owned(e));
+                prop_assert_eq!(a.is_ok(), b.is_ok(), "event {}", String::from_utf8_lossy(e));
+                unreadable |= a.is_err();
+            }
+            prop_assert_eq!(fast.finish(), owned.finish());
+            Ok(usize::from(!unreadable))
         },
     );
 }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod files;
+pub mod fold;
 pub mod gemini;
 pub mod http1;
 pub mod media;

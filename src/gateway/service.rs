@@ -8,7 +8,8 @@ use futures::{Stream, StreamExt};
 
 use super::aliases::ModelAliases;
 use super::error::GatewayError;
-use super::gemini::{GenerateContentResponse, ModelList, ResponseMerger, TypedMerger};
+use super::fold::{ResponseMerger, TypedMerger};
+use super::gemini::{GenerateContentResponse, ModelList};
 use super::media::MediaFetcher;
 use super::openai::{ChatCompletion, ChatCompletionRequest, ModelListResponse, ModelObject};
 use super::response_store::{Owner, ResponseStore};

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::config::UpstreamSettings;
 use super::error::GatewayError;
+use super::fold;
 use super::gemini::{self, ErrorBody};
 use super::http1;
 use super::metrics::{AttemptRecord, Metrics, RequestTrace};
@@ -407,7 +408,7 @@ impl Upstream {
     /// is abandoned after the first-byte timeout, while a long answer (minutes of thinking)
     /// completes on its first key within `UPSTREAM_TOTAL_TIMEOUT_SECS`. `call` must be the
     /// streaming call.
-    pub async fn generate<F: gemini::Fold>(&self, call: &Call) -> Result<Merged<F::Output>, GatewayError> {
+    pub async fn generate<F: fold::Fold>(&self, call: &Call) -> Result<Merged<F::Output>, GatewayError> {
         self.with_failover(call, |lease| self.attempt_assembled::<F>(call, lease))
             .await
     }
@@ -812,7 +813,7 @@ impl Upstream {
     }
 
     /// A streamed answer read to its end and folded into one `generateContent` response.
-    async fn attempt_assembled<F: gemini::Fold>(&self, call: &Call, lease: Lease) -> Attempt<Merged<F::Output>> {
+    async fn attempt_assembled<F: fold::Fold>(&self, call: &Call, lease: Lease) -> Attempt<Merged<F::Output>> {
         let deadline = Instant::now() + self.settings.total_timeout;
         let opened = match self.attempt_stream(call, lease, Some(deadline)).await.into_done() {
             Ok(opened) => opened,
