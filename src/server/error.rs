@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use crate::gateway::error::GatewayError;
 use crate::gateway::openai;
@@ -126,6 +127,14 @@ pub fn parse_body<T: DeserializeOwned>(body: Result<bytes::Bytes, BytesRejection
             "The request body is empty; expected a JSON object",
             None,
         ));
+    }
+    // Read without tracking the path first: tracking costs an allocation per key, and only a
+    // refused body needs the path, for its message.
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    if let Ok(value) = T::deserialize(&mut de) {
+        return de.end().map(|()| value).map_err(|e| {
+            GatewayError::invalid(format!("We could not parse the JSON body of your request: {e}"), None)
+        });
     }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
