@@ -19,6 +19,7 @@ use gemini_balance::gateway::gemini::{classify, parse_duration, GenerateContentR
 use gemini_balance::gateway::openai::ChatCompletionRequest;
 use gemini_balance::gateway::pool::{Outcome, RetryAfter, MAX_WAIT};
 use gemini_balance::gateway::sse::SseParser;
+use gemini_balance::gateway::text_event::EventReader;
 use gemini_balance::gateway::translate::embeddings::{self, EmbeddingRequest};
 use gemini_balance::gateway::translate::stream::StreamTranslator;
 use gemini_balance::gateway::translate::{request, response};
@@ -1138,6 +1139,37 @@ fn the_typed_fold_reads_text_events_in_place_with_the_same_result() {
                 unreadable |= a.is_err();
             }
             prop_assert_eq!(fast.finish(), owned.finish());
+            Ok(usize::from(!unreadable))
+        },
+    );
+}
+
+#[test]
+fn a_stream_reads_each_event_in_place_as_a_fresh_parse_would() {
+    fuzz(
+        "event reader",
+        &["some event unreadable", "all read"],
+        vec(
+            prop_oneof![4 => text_event().prop_map(|v| json_bytes(&v)), 1 => event_bytes()],
+            0..12,
+        ),
+        |events| {
+            let mut reader = EventReader::default();
+            let mut unreadable = false;
+            for e in &events {
+                let fresh = serde_json::from_slice::<GenerateContentResponse>(e);
+                match (reader.read(e), fresh) {
+                    (Ok(got), Ok(want)) => prop_assert_eq!(got, &want, "event {}", String::from_utf8_lossy(e)),
+                    (Err(_), Err(_)) => unreadable = true,
+                    (got, want) => prop_assert!(
+                        false,
+                        "event {}: read {:?}, parsed {:?}",
+                        String::from_utf8_lossy(e),
+                        got,
+                        want
+                    ),
+                }
+            }
             Ok(usize::from(!unreadable))
         },
     );

@@ -2,18 +2,10 @@
 //! have given: into JSON for the native route, or into the typed response for the dialects,
 //! with an allocation-free reading of the common text-only event.
 
-use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
-
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use smallvec::SmallVec;
 
-use super::gemini::{Candidate, Content, FinishReason, GenerateContentResponse, Part};
+use super::gemini::{Candidate, Content, GenerateContentResponse, Part};
+use super::text_event::{self, ObjectOnly, TextPart};
 
 /// Folds the events of `streamGenerateContent` into the one response `generateContent` would
 /// have given: per candidate, consecutive text parts of the same kind are joined, every other
@@ -185,10 +177,9 @@ impl TypedMerger {
     /// Merges `event` if it reads as a [`TextEvent`]; `false`, with nothing changed, if it
     /// needs the owned types (another field, an escaped name, a usage that does not parse).
     fn merge_text_event(&mut self, event: &[u8]) -> bool {
-        let Ok(event) = serde_json::from_slice::<ObjectOnly<TextEvent<'_>>>(event) else {
+        let Some(event) = text_event::read(event) else {
             return false;
         };
-        let event = event.0;
         let m = &mut self.merged;
         if let Some(raw) = event.usage_metadata {
             let raw = raw.get().as_bytes();
@@ -247,74 +238,6 @@ fn set_if_changed(field: &mut Option<String>, value: Option<&str>) {
         if field.as_deref() != Some(v) {
             *field = Some(v.to_owned());
         }
-    }
-}
-
-/// An event of `streamGenerateContent` that holds nothing but text parts (with their thought
-/// flags and signatures), finish reasons, usage, the model version and the response id, read
-/// in place. Any other field, or a name with an escape in it, fails the read.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TextEvent<'a> {
-    #[serde(borrow, default)]
-    candidates: SmallVec<[ObjectOnly<TextCandidate<'a>>; 1]>,
-    #[serde(borrow, default)]
-    usage_metadata: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    model_version: Option<&'a str>,
-    #[serde(borrow, default)]
-    response_id: Option<&'a str>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TextCandidate<'a> {
-    #[serde(borrow, default)]
-    content: Option<ObjectOnly<TextContent<'a>>>,
-    #[serde(default)]
-    finish_reason: Option<FinishReason>,
-    #[serde(default)]
-    index: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TextContent<'a> {
-    #[serde(borrow, default)]
-    role: Option<&'a str>,
-    #[serde(borrow, default)]
-    parts: SmallVec<[ObjectOnly<TextPart<'a>>; 2]>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct TextPart<'a> {
-    /// Borrowed unless the text has escapes in it.
-    #[serde(borrow)]
-    text: Cow<'a, str>,
-    #[serde(default)]
-    thought: Option<bool>,
-    #[serde(borrow, default)]
-    thought_signature: Option<&'a str>,
-}
-
-/// A `T` read only from a JSON object, never from an array, as the owned types (which flatten
-/// the fields they do not name) are read.
-struct ObjectOnly<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Object<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for Object<T> {
-            type Value = T;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(MapAccessDeserializer::new(map))
-            }
-        }
-        deserializer.deserialize_map(Object(PhantomData)).map(ObjectOnly)
     }
 }
 

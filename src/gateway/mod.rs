@@ -23,6 +23,7 @@ pub mod service;
 pub mod sse;
 pub mod store;
 pub mod suffixes;
+pub mod text_event;
 pub mod translate;
 pub mod transport;
 pub mod upstream;

@@ -14,6 +14,7 @@ use super::media::MediaFetcher;
 use super::openai::{ChatCompletion, ChatCompletionRequest, ModelListResponse, ModelObject};
 use super::response_store::{Owner, ResponseStore};
 use super::suffixes::{self, Suffixes};
+use super::text_event::EventReader;
 use super::translate::responses::{self, ResponsesEncoder, ResponsesRequest};
 use super::translate::{self, anthropic, request, response, stream::StreamTranslator};
 use super::upstream::{Call, Upstream};
@@ -187,7 +188,7 @@ impl Gateway {
         // the client: answer it like the non-streaming route does (400 content_filter).
         let first = events.next().await;
         if let Some(Ok(data)) = &first {
-            if let Ok(event) = serde_json::from_slice::<GenerateContentResponse>(data) {
+            if let Ok(event) = EventReader::default().read(data) {
                 if event.candidates.is_empty() {
                     response::to_openai(&event, &req.model, 0)?;
                 }
@@ -645,6 +646,7 @@ pub fn encode_stream<E: StreamEncoder>(
 ) -> impl Stream<Item = Frame> + Send + 'static {
     struct State<E> {
         events: super::upstream::EventStream,
+        reader: EventReader,
         encoder: E,
         ended: bool,
         pending: std::collections::VecDeque<Frame>,
@@ -655,6 +657,7 @@ pub fn encode_stream<E: StreamEncoder>(
     }
     let state = State {
         events,
+        reader: EventReader::default(),
         encoder,
         ended: false,
         pending: std::collections::VecDeque::new(),
@@ -672,9 +675,9 @@ pub fn encode_stream<E: StreamEncoder>(
                 return None;
             }
             match st.events.next().await {
-                Some(Ok(data)) => match serde_json::from_slice::<GenerateContentResponse>(&data) {
+                Some(Ok(data)) => match st.reader.read(&data) {
                     Ok(event) => {
-                        st.encoder.event(&event, &mut st.out);
+                        st.encoder.event(event, &mut st.out);
                         st.pending.extend(st.out.drain(..));
                     }
                     Err(e) => {

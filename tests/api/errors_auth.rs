@@ -13,7 +13,10 @@ async fn malformed_requests_get_openai_shaped_400s() {
     let cases: Vec<(&str, Option<&str>)> = vec![
         ("{not json", None),
         ("", None),
-        (r#"{"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}]} trailing"#, None),
+        (
+            r#"{"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "x"}]} trailing"#,
+            None,
+        ),
         (r#"{"messages": []}"#, None),
         (
             r#"{"model": "gemini-2.5-flash", "messages": [{"role": "wizard", "content": "x"}]}"#,
