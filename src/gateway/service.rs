@@ -190,7 +190,7 @@ impl Gateway {
         if let Some(Ok(data)) = &first {
             if let Ok(event) = EventReader::default().read(data) {
                 if event.candidates.is_empty() {
-                    response::to_openai(&event, &req.model, 0)?;
+                    response::to_openai(event, &req.model, 0)?;
                 }
             }
         }
