@@ -108,7 +108,7 @@ impl Fold for ResponseMerger {
 /// merged field by field, with no JSON tree in between. Fields the types do not name are merged
 /// through their `extra` maps, last value first.
 ///
-/// Most events of an answer hold only text. Those are read as a [`TextEvent`] that borrows from
+/// Most events of an answer hold only text. Those are read as a [`text_event::TextEvent`] that borrows from
 /// the event's bytes, so folding them allocates nothing but the growth of the joined text. Any
 /// other event is read into [`GenerateContentResponse`].
 #[derive(Debug, Default)]
@@ -174,7 +174,7 @@ impl TypedMerger {
         Ok(())
     }
 
-    /// Merges `event` if it reads as a [`TextEvent`]; `false`, with nothing changed, if it
+    /// Merges `event` if it reads as a [`text_event::TextEvent`]; `false`, with nothing changed, if it
     /// needs the owned types (another field, an escaped name, a usage that does not parse).
     fn merge_text_event(&mut self, event: &[u8]) -> bool {
         let Some(event) = text_event::read(event) else {
@@ -232,12 +232,10 @@ fn candidate_at(candidates: &mut Vec<Candidate>, index: Option<u32>) -> Option<&
     candidates.get_mut(idx)
 }
 
-/// `*field = value` when `value` is given, copying it only if it differs from what is there.
+/// `*field = value` when `value` is given, written into the string already there.
 fn set_if_changed(field: &mut Option<String>, value: Option<&str>) {
-    if let Some(v) = value {
-        if field.as_deref() != Some(v) {
-            *field = Some(v.to_owned());
-        }
+    if value.is_some() {
+        *field = text_event::reuse(field.take(), value);
     }
 }
 

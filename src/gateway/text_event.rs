@@ -54,7 +54,7 @@ impl EventReader {
                 }
                 None
             }
-            Some(raw) if raw.get().as_bytes() == self.usage_raw.as_slice() && !self.usage_raw.is_empty() => {
+            Some(raw) if raw.get().as_bytes() == self.usage_raw.as_slice() => {
                 match self.event.usage_metadata.take().or_else(|| self.usage_aside.take()) {
                     Some(u) => Some(u),
                     None => return false,
@@ -124,7 +124,7 @@ impl EventReader {
 }
 
 /// `value` as an owned string, written into `kept`'s buffer when there is one.
-fn reuse(kept: Option<String>, value: Option<&str>) -> Option<String> {
+pub fn reuse(kept: Option<String>, value: Option<&str>) -> Option<String> {
     let v = value?;
     let mut s = kept.unwrap_or_default();
     if s != v {
