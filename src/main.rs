@@ -5,25 +5,8 @@ use std::process::ExitCode;
 use gemini_balance::gateway::config::Settings;
 use gemini_balance::server::Application;
 
-/// jemalloc serves the gateway's many small, short-lived allocations (per request and per stream
-/// event) with less CPU than glibc's malloc. Two arenas and quick return of freed pages keep its
-/// resident memory at glibc's level; `_RJEM_MALLOC_CONF` can still override these at run time.
 #[cfg(not(target_env = "msvc"))]
-#[global_allocator]
-static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// jemalloc's compiled-in options (its `malloc_conf` C string).
-#[cfg(not(target_env = "msvc"))]
-#[repr(transparent)]
-pub struct MallocConf(*const std::ffi::c_char);
-
-// SAFETY: the pointer is to a static, immutable, NUL-terminated string.
-#[cfg(not(target_env = "msvc"))]
-unsafe impl Sync for MallocConf {}
-
-#[cfg(not(target_env = "msvc"))]
-#[export_name = "_rjem_malloc_conf"]
-pub static MALLOC_CONF: MallocConf = MallocConf(c"narenas:2,dirty_decay_ms:2000,muzzy_decay_ms:0".as_ptr());
+mod allocator;
 
 #[tokio::main]
 async fn main() -> ExitCode {
