@@ -182,14 +182,14 @@ impl TypedMerger {
         };
         let m = &mut self.merged;
         if let Some(raw) = event.usage_metadata {
-            let raw = raw.get().as_bytes();
-            if raw != self.usage_raw.as_slice() {
-                let Ok(usage) = serde_json::from_slice(raw) else {
+            let raw = raw.get();
+            if raw.as_bytes() != self.usage_raw.as_slice() {
+                let Ok(usage) = serde_json::from_str(raw) else {
                     return false;
                 };
                 m.usage_metadata = Some(usage);
                 self.usage_raw.clear();
-                self.usage_raw.extend_from_slice(raw);
+                self.usage_raw.extend_from_slice(raw.as_bytes());
             }
         }
         set_if_changed(&mut m.model_version, event.model_version);

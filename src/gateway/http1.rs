@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -536,13 +536,26 @@ impl Body {
     }
 }
 
+/// Where the CRLF that ends `buf`'s first line starts; `None` while no line feed has come. A
+/// bare line feed is an error, as in the rest of the framing.
+fn line_end(buf: &[u8]) -> Result<Option<usize>, TransportError> {
+    match memchr::memchr(b'\n', buf) {
+        None => Ok(None),
+        Some(nl) if nl > 0 && buf.get(nl - 1) == Some(&b'\r') => Ok(Some(nl - 1)),
+        Some(_) => Err(TransportError::new(
+            ErrorKind::Broken,
+            "invalid chunked body from Gemini: a line ends without CR",
+        )),
+    }
+}
+
 /// Decodes chunked transfer coding from `buf`.
 fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Step, TransportError> {
     let bad = |what: &str| TransportError::new(ErrorKind::Broken, format!("invalid chunked body from Gemini: {what}"));
     loop {
         match state {
             Chunk::Size => {
-                let Some(end) = memchr::memmem::find(buf, b"\r\n") else {
+                let Some(end) = line_end(buf)? else {
                     return if buf.len() > MAX_LINE {
                         Err(bad("chunk-size line too long"))
                     } else {
@@ -558,7 +571,7 @@ fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Step, Transpo
                     .ok()
                     .and_then(|s| u64::from_str_radix(s, 16).ok())
                     .ok_or_else(|| bad("chunk size"))?;
-                let _ = buf.split_to(end + 2);
+                buf.advance(end + 2);
                 *state = if size == 0 { Chunk::Trailers } else { Chunk::Data(size) };
             }
             Chunk::Data(rest) => {
@@ -579,18 +592,18 @@ fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Step, Transpo
                 if &buf[..2] != b"\r\n" {
                     return Err(bad("missing CRLF after a chunk"));
                 }
-                let _ = buf.split_to(2);
+                buf.advance(2);
                 *state = Chunk::Size;
             }
             Chunk::Trailers => {
-                let Some(end) = memchr::memmem::find(buf, b"\r\n") else {
+                let Some(end) = line_end(buf)? else {
                     return if buf.len() > MAX_LINE {
                         Err(bad("trailer line too long"))
                     } else {
                         Ok(Step::More)
                     };
                 };
-                let _ = buf.split_to(end + 2);
+                buf.advance(end + 2);
                 if end == 0 {
                     return Ok(Step::End);
                 }

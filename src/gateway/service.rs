@@ -666,7 +666,9 @@ pub fn encode_stream<E: StreamEncoder>(
         key_id,
         end,
     };
-    futures::stream::unfold(state, |mut st| async move {
+    // Boxed: the state (the last event read among it) passes from frame to frame, and a pointer
+    // moves cheaply.
+    futures::stream::unfold(Box::new(state), |mut st| async move {
         loop {
             if let Some(frame) = st.pending.pop_front() {
                 return Some((frame, st));

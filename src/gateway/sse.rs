@@ -26,40 +26,44 @@ impl SseParser {
     /// The next complete event's data, if one is buffered.
     pub fn next_event(&mut self) -> Option<Bytes> {
         loop {
-            let Some(i) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') else {
+            let Some(i) = memchr::memchr(b'\n', &self.buf[self.scanned..]) else {
                 self.scanned = self.buf.len();
                 return None;
             };
             let nl = self.scanned + i;
             self.scanned = 0;
-            let mut line = self.buf.split_to(nl + 1);
-            line.truncate(nl);
-            if line.last() == Some(&b'\r') {
-                line.truncate(nl - 1);
-            }
+            let line = &self.buf[..nl];
+            let len = if line.last() == Some(&b'\r') { nl - 1 } else { nl };
+            let line = &line[..len];
+            // Blank lines, comments and fields other than `data` are stepped over in place: only
+            // a data line is split off the buffer (a view of it, not a copy).
             if line.is_empty() {
+                self.buf.advance(nl + 1);
                 if let Some(data) = self.data.take() {
                     return Some(data.freeze());
                 }
                 continue;
             }
-            if line.starts_with(b":") {
-                continue;
-            }
-            let (field_end, value_start) = match line.iter().position(|b| *b == b':') {
-                Some(i) if line.get(i + 1) == Some(&b' ') => (i, i + 2),
-                Some(i) => (i, i + 1),
-                None => (line.len(), line.len()),
+            let value_start = match line.iter().position(|b| *b == b':') {
+                Some(0) => None,
+                Some(4) if line.starts_with(b"data") => Some(if line.get(5) == Some(&b' ') { 6 } else { 5 }),
+                Some(_) => None,
+                None if line == b"data" => Some(4),
+                None => None,
             };
-            if &line[..field_end] == b"data" {
-                line.advance(value_start);
-                match &mut self.data {
-                    Some(data) => {
-                        data.extend_from_slice(b"\n");
-                        data.extend_from_slice(&line);
-                    }
-                    None => self.data = Some(line),
+            let Some(value_start) = value_start else {
+                self.buf.advance(nl + 1);
+                continue;
+            };
+            let mut value = self.buf.split_to(nl + 1);
+            value.truncate(len);
+            value.advance(value_start);
+            match &mut self.data {
+                Some(data) => {
+                    data.extend_from_slice(b"\n");
+                    data.extend_from_slice(&value);
                 }
+                None => self.data = Some(value),
             }
         }
     }

@@ -16,7 +16,10 @@ use super::gemini::{Candidate, Content, FinishReason, GenerateContentResponse, P
 
 /// `event` as a [`TextEvent`], or `None` if it holds anything else (or is not JSON).
 pub fn read(event: &[u8]) -> Option<TextEvent<'_>> {
-    serde_json::from_slice::<ObjectOnly<TextEvent<'_>>>(event)
+    // One UTF-8 check of the whole event, then a read from `str` that checks no string again
+    // (from bytes, serde_json checks each borrowed string on its own).
+    let event = std::str::from_utf8(event).ok()?;
+    serde_json::from_str::<ObjectOnly<TextEvent<'_>>>(event)
         .ok()
         .map(|e| e.0)
 }
@@ -61,7 +64,7 @@ impl EventReader {
                 }
             }
             Some(raw) => {
-                let Ok(u) = serde_json::from_slice::<UsageMetadata>(raw.get().as_bytes()) else {
+                let Ok(u) = serde_json::from_str::<UsageMetadata>(raw.get()) else {
                     return false;
                 };
                 self.usage_raw.clear();

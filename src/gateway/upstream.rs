@@ -794,7 +794,8 @@ impl Upstream {
         self.metrics.first_token(&call.model, started.elapsed());
         let key_id = lease.key_id();
         let key = lease.masked().to_string();
-        let state = Committed {
+        // Boxed: the stream hands its state from event to event, and a pointer moves cheaply.
+        let state = Box::new(Committed {
             body,
             parser,
             lease,
@@ -802,7 +803,7 @@ impl Upstream {
             deadline,
             total: self.settings.total_timeout,
             done: false,
-        };
+        });
         let rest = futures::stream::unfold(state, next_event);
         let events = futures::stream::once(async move { Ok(first) }).chain(rest);
         Attempt::Done(Opened {
@@ -998,7 +999,7 @@ struct Committed {
     done: bool,
 }
 
-async fn next_event(mut st: Committed) -> Option<(Result<Bytes, StreamFault>, Committed)> {
+async fn next_event(mut st: Box<Committed>) -> Option<(Result<Bytes, StreamFault>, Box<Committed>)> {
     if st.done {
         return None;
     }
