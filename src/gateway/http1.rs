@@ -770,7 +770,15 @@ mod tests {
 
     #[test]
     fn broken_chunked_bodies_are_errors() {
-        for wire in [&b"zz\r\nab\r\n"[..], b"2\r\nabXX", b"\r\n"] {
+        // A bad size, data not followed by CRLF, an empty size line, and lines ended by a bare
+        // LF (size and trailer).
+        for wire in [
+            &b"zz\r\nab\r\n"[..],
+            b"2\r\nabXX",
+            b"\r\n",
+            b"2\nab\r\n0\r\n\r\n",
+            b"2\r\nab\r\n0\r\nx: 1\n\r\n",
+        ] {
             let mut state = Chunk::Size;
             let mut buf = BytesMut::from(wire);
             let mut out = Vec::new();
