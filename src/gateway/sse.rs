@@ -44,12 +44,12 @@ impl SseParser {
                 }
                 continue;
             }
-            let value_start = match line.iter().position(|b| *b == b':') {
-                Some(0) => None,
-                Some(4) if line.starts_with(b"data") => Some(if line.get(5) == Some(&b' ') { 6 } else { 5 }),
-                Some(_) => None,
-                None if line == b"data" => Some(4),
-                None => None,
+            // `data`, `data:value` or `data: value`; anything else is another field or a comment.
+            let value_start = match line.strip_prefix(b"data") {
+                Some([]) => Some(4),
+                Some([b':', b' ', ..]) => Some(6),
+                Some([b':', ..]) => Some(5),
+                _ => None,
             };
             let Some(value_start) = value_start else {
                 self.buf.advance(nl + 1);
@@ -111,6 +111,9 @@ mod tests {
         p.push(b": keep-alive\n\ndata: line1\ndata:line2\nevent: x\n\n");
         assert_eq!(all(&mut p), vec!["line1\nline2"]);
         assert!(!p.has_partial());
+        // A bare `data` line adds an empty line; a field that only starts with `data` is not data.
+        p.push(b"data\ndatax: no\ndata: last\n\n");
+        assert_eq!(all(&mut p), vec!["\nlast"]);
     }
 
     #[test]
