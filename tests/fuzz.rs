@@ -19,7 +19,7 @@ use gemini_balance::gateway::gemini::{classify, parse_duration, GenerateContentR
 use gemini_balance::gateway::openai::ChatCompletionRequest;
 use gemini_balance::gateway::pool::{Outcome, RetryAfter, MAX_WAIT};
 use gemini_balance::gateway::sse::SseParser;
-use gemini_balance::gateway::text_event::EventReader;
+use gemini_balance::gateway::text_event::{self, EventReader};
 use gemini_balance::gateway::translate::embeddings::{self, EmbeddingRequest};
 use gemini_balance::gateway::translate::stream::StreamTranslator;
 use gemini_balance::gateway::translate::{request, response};
@@ -1140,6 +1140,31 @@ fn the_typed_fold_reads_text_events_in_place_with_the_same_result() {
             }
             prop_assert_eq!(fast.finish(), owned.finish());
             Ok(usize::from(!unreadable))
+        },
+    );
+}
+
+#[test]
+fn the_hand_scan_of_a_text_event_agrees_with_serde() {
+    let forms = prop_oneof![
+        3 => text_event().prop_map(|v| (json_bytes(&v), true)),
+        1 => text_event().prop_map(|v| (Raw(serde_json::to_vec_pretty(&v).unwrap()), true)),
+        3 => (text_event(), edits()).prop_map(|(v, e)| (corrupted(&v, &e), false)),
+        1 => event_bytes().prop_map(|b| (b, false)),
+    ];
+    fuzz(
+        "text event scan",
+        &["not a text event", "text event"],
+        forms,
+        |(event, well_formed)| {
+            let want = text_event::read_reference(&event);
+            prop_assert_eq!(&text_event::read(&event), &want, "event {:?}", event);
+            if well_formed {
+                // Written as serde_json writes (or pretty-prints) JSON: the scan reads it alone.
+                let scanned = text_event::read_scanned(&event);
+                prop_assert_eq!(&scanned, &want, "scanned {:?}", event);
+            }
+            Ok(usize::from(want.is_some()))
         },
     );
 }

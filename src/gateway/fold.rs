@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::gemini::{Candidate, Content, GenerateContentResponse, Part};
-use super::text_event::{self, ObjectOnly, TextPart};
+use super::text_event::{self, TextPart};
 
 /// Folds the events of `streamGenerateContent` into the one response `generateContent` would
 /// have given: per candidate, consecutive text parts of the same kind are joined, every other
@@ -182,7 +182,6 @@ impl TypedMerger {
         };
         let m = &mut self.merged;
         if let Some(raw) = event.usage_metadata {
-            let raw = raw.get();
             if raw.as_bytes() != self.usage_raw.as_slice() {
                 let Ok(usage) = serde_json::from_str(raw) else {
                     return false;
@@ -194,17 +193,17 @@ impl TypedMerger {
         }
         set_if_changed(&mut m.model_version, event.model_version);
         set_if_changed(&mut m.response_id, event.response_id);
-        for ObjectOnly(c) in event.candidates {
+        for c in event.candidates {
             let Some(target) = candidate_at(&mut m.candidates, c.index) else {
                 continue;
             };
             if c.finish_reason.is_some() {
                 target.finish_reason = c.finish_reason;
             }
-            let Some(ObjectOnly(content)) = c.content else { continue };
+            let Some(content) = c.content else { continue };
             let into = target.content.get_or_insert_with(Content::default);
             set_if_changed(&mut into.role, content.role);
-            for ObjectOnly(p) in content.parts {
+            for p in content.parts {
                 merge_text_part(&mut into.parts, p);
             }
         }
