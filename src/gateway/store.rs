@@ -137,15 +137,26 @@ const LOG_COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// The log's indexes: time, and each filter followed by time, so every filtered page is an
-/// index range walked newest first (the row id, implicitly last, breaks ties).
-const LOG_INDEXES: &[(&str, &str)] = &[
-    ("request_log_at", "at"),
-    ("request_log_key_at", "key, at"),
-    ("request_log_model_at", "model, at"),
-    ("request_log_route_at", "route, at"),
-    ("request_log_status_at", "status, at"),
-    ("request_log_class_at", "error_class, at"),
+/// index range walked newest first (the row id, implicitly last, breaks ties). Status and
+/// error class are filtered to find failures: their indexes hold only failed rows (a
+/// successful row, most of the log, costs two index inserts fewer), and a filter on success
+/// walks the time index instead. [`page_sql`] repeats each index's condition so SQLite can
+/// use it.
+const LOG_INDEXES: &[(&str, &str, Option<&str>)] = &[
+    ("request_log_at", "at", None),
+    ("request_log_key_at", "key, at", None),
+    ("request_log_model_at", "model, at", None),
+    ("request_log_route_at", "route, at", None),
+    ("request_log_failed_status_at", "status, at", Some(FAILED_STATUS)),
+    ("request_log_failed_class_at", "error_class, at", Some(FAILED_CLASS)),
 ];
+
+/// The conditions of the partial indexes, word for word as the queries repeat them.
+const FAILED_STATUS: &str = "status <> 200";
+const FAILED_CLASS: &str = "error_class <> ''";
+
+/// Indexes of earlier versions, replaced by the partial ones above.
+const OLD_LOG_INDEXES: &[&str] = &["request_log_status_at", "request_log_class_at"];
 
 /// Brings a database written by an older version up to date: missing columns and indexes.
 fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -162,8 +173,14 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute_batch(&format!("ALTER TABLE request_log ADD COLUMN {name} {decl}"))?;
         }
     }
-    for (name, columns) in LOG_INDEXES {
-        conn.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {name} ON request_log({columns})"))?;
+    for name in OLD_LOG_INDEXES {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))?;
+    }
+    for (name, columns, only) in LOG_INDEXES {
+        let only = only.map(|w| format!(" WHERE {w}")).unwrap_or_default();
+        conn.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON request_log({columns}){only}"
+        ))?;
     }
     Ok(())
 }
@@ -226,11 +243,17 @@ fn page_sql(q: &LogQuery) -> (String, Vec<rusqlite::types::Value>) {
     }
     if let Some(st) = q.status {
         eq(&mut sql, "status", Value::Integer(i64::from(st)));
+        if st != 200 {
+            sql.push_str(&format!(" AND {FAILED_STATUS}"));
+        }
     }
     if let Some(c) = q.error_class.as_ref() {
         // `success` (or nothing) selects the requests without an error class.
         let c = if c == "success" { "" } else { c.as_str() };
         eq(&mut sql, "error_class", Value::Text(c.to_string()));
+        if !c.is_empty() {
+            sql.push_str(&format!(" AND {FAILED_CLASS}"));
+        }
     }
     if let Some(from) = q.from {
         args.push(Value::Integer(from.min(i64::MAX as u64) as i64));
@@ -931,6 +954,20 @@ mod tests {
                     ..base.clone()
                 },
             ),
+            (
+                "status 200",
+                LogQuery {
+                    status: Some(200),
+                    ..base.clone()
+                },
+            ),
+            (
+                "success",
+                LogQuery {
+                    error_class: Some("success".into()),
+                    ..base.clone()
+                },
+            ),
         ]
     }
 
@@ -950,6 +987,15 @@ mod tests {
         fill(&mut conn, 200_000);
         for (name, q) in filter_queries(&conn) {
             let plan = plan(&conn, &q);
+            // Failures are found through the indexes that hold only failed rows.
+            let partial = match name {
+                "status" => Some("request_log_failed_status_at"),
+                "error class" => Some("request_log_failed_class_at"),
+                _ => None,
+            };
+            if let Some(index) = partial {
+                assert!(plan.contains(index), "{name}: {plan}");
+            }
             assert!(
                 plan.contains("USING INDEX") || plan.contains("USING COVERING INDEX"),
                 "{name}: {plan}"
@@ -1009,6 +1055,63 @@ mod tests {
         assert_eq!(page.rows.len(), 50);
         assert!(page.rows.iter().all(|r| r.key == "AIza…k07" && r.attempts == 1));
         assert!(page.rows.windows(2).all(|w| (w[0].at, w[0].id) > (w[1].at, w[1].id)));
+        // Status and class filters, on failures (partial indexes) and on success (time index),
+        // find every matching row and no other.
+        let filters: [(LogQuery, &str); 4] = [
+            (
+                LogQuery {
+                    status: Some(200),
+                    ..LogQuery::default()
+                },
+                "status = 200",
+            ),
+            (
+                LogQuery {
+                    status: Some(502),
+                    ..LogQuery::default()
+                },
+                "status = 502",
+            ),
+            (
+                LogQuery {
+                    error_class: Some("success".into()),
+                    ..LogQuery::default()
+                },
+                "error_class = ''",
+            ),
+            (
+                LogQuery {
+                    error_class: Some("rate_limited".into()),
+                    ..LogQuery::default()
+                },
+                "error_class = 'rate_limited'",
+            ),
+        ];
+        for (mut q, condition) in filters {
+            let want: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM request_log NOT INDEXED WHERE {condition}"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert!(want > 0, "{condition}");
+            q.limit = Some(LOG_PAGE_MAX);
+            let mut found = 0;
+            loop {
+                let page = query_page(&conn, &q).unwrap();
+                assert!(page.rows.iter().all(|r| match q.status {
+                    Some(st) => r.status == st,
+                    None => (r.error_class.is_empty()) == (condition == "error_class = ''"),
+                }));
+                found += page.rows.len() as i64;
+                match page.next {
+                    Some(next) => q.before = Some(next),
+                    None => break,
+                }
+            }
+            assert_eq!(found, want, "{condition}");
+        }
         let stats = query_key_stats(&conn, "AIza…k07", unix(SystemTime::now())).unwrap();
         assert_eq!(stats.requests, 50);
         assert_eq!(stats.hours.len(), 24);
@@ -1025,6 +1128,8 @@ mod tests {
                      at INTEGER NOT NULL, route TEXT NOT NULL, model TEXT NOT NULL, key TEXT NOT NULL, status INTEGER NOT NULL,
                      latency_ms INTEGER NOT NULL, tokens INTEGER NOT NULL, error_class TEXT NOT NULL);
                  CREATE INDEX request_log_at ON request_log(at);
+                 CREATE INDEX request_log_status_at ON request_log(status, at);
+                 CREATE INDEX request_log_class_at ON request_log(error_class, at);
                  INSERT INTO request_log VALUES (1700000000, '/v1/chat/completions', 'm', 'AIza…old', 200, 5, 7, '');",
             )
             .unwrap();
@@ -1040,6 +1145,16 @@ mod tests {
         assert_eq!((old.request_id.as_str(), old.attempts), ("", 0));
         let detail = query_detail(&conn, old.id).unwrap().unwrap();
         assert!(detail.message.is_empty() && detail.attempts.is_empty());
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'request_log' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let mut want: Vec<&str> = LOG_INDEXES.iter().map(|(name, ..)| *name).collect();
+        want.sort_unstable();
+        assert_eq!(indexes, want, "the old full indexes are replaced by the partial ones");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
