@@ -1035,7 +1035,8 @@ fn stream_events_translate_or_fail_cleanly() {
         &["no chunk", "chunks"],
         (vec(event_bytes(), 0..8), any::<bool>()),
         |(events, include_usage)| {
-            let mut t = StreamTranslator::new("chatcmpl-x".into(), "model".into(), 0, include_usage);
+            let mut t = StreamTranslator::new("chatcmpl-x".into(), "mo\"del/é".into(), 7, include_usage);
+            let json = t.chunk_json();
             // Per choice: the index the next tool call must have (OpenAI clients append by it).
             let mut next_tool_index: HashMap<u32, u32> = HashMap::new();
             let mut chunks = 0;
@@ -1046,7 +1047,8 @@ fn stream_events_translate_or_fail_cleanly() {
                 let Some(chunk) = t.on_event(&event) else { continue };
                 chunks += 1;
                 prop_assert!(!chunk.choices.is_empty());
-                prop_assert!(serde_json::to_string(&chunk).is_ok());
+                // The chunk writer's text is serde_json's, byte for byte.
+                prop_assert_eq!(json.write(&chunk).ok(), serde_json::to_string(&chunk).ok());
                 for choice in &chunk.choices {
                     for call in choice.delta.tool_calls.iter().flatten() {
                         let next = next_tool_index.entry(choice.index).or_insert(0);
@@ -1062,6 +1064,7 @@ fn stream_events_translate_or_fail_cleanly() {
             if let Some(u) = usage {
                 prop_assert!(u.choices.is_empty());
                 prop_assert!(serde_json::to_string(&u).is_ok());
+                prop_assert_eq!(json.write(&u).ok(), serde_json::to_string(&u).ok());
             }
             Ok(usize::from(chunks > 0))
         },

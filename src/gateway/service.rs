@@ -16,18 +16,26 @@ use super::response_store::{Owner, ResponseStore};
 use super::suffixes::{self, Suffixes};
 use super::text_event::EventReader;
 use super::translate::responses::{self, ResponsesEncoder, ResponsesRequest};
-use super::translate::{self, anthropic, request, response, stream::StreamTranslator};
+use super::translate::stream::{ChunkJson, StreamTranslator};
+use super::translate::{self, anthropic, request, response};
 use super::upstream::{Call, Upstream};
 
 pub use super::translate::{Frame, StreamEncoder};
 
 /// Chat Completions chunks: `data: {chunk}` per event, a usage chunk on request, `[DONE]`.
-struct ChatEncoder(StreamTranslator);
+struct ChatEncoder(StreamTranslator, ChunkJson);
+
+impl ChatEncoder {
+    fn new(translator: StreamTranslator) -> Self {
+        let json = translator.chunk_json();
+        Self(translator, json)
+    }
+}
 
 impl StreamEncoder for ChatEncoder {
     fn event(&mut self, event: &GenerateContentResponse, out: &mut Vec<Frame>) {
         if let Some(chunk) = self.0.on_event(event) {
-            match serde_json::to_string(&chunk) {
+            match self.1.write(&chunk) {
                 Ok(json) => out.push(Frame::data(json)),
                 Err(e) => out.push(self.fault("internal_error", &e.to_string())),
             }
@@ -204,7 +212,7 @@ impl Gateway {
         );
         Ok(encode_stream(
             events,
-            ChatEncoder(translator),
+            ChatEncoder::new(translator),
             self.upstream.pool().clone(),
             key_id,
             super::metrics::RequestTrace::stream_end(),

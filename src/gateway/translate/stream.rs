@@ -147,6 +147,81 @@ impl StreamTranslator {
         self.include_usage
             .then(|| self.chunk(Vec::new(), Some(self.usage.unwrap_or_default())))
     }
+
+    /// A writer of this stream's chunks as JSON.
+    pub fn chunk_json(&self) -> ChunkJson {
+        ChunkJson::new(&self.chunk(Vec::new(), None))
+    }
+}
+
+/// Writes chunks as JSON text, exactly as `serde_json::to_string` does, with the fields that
+/// open every chunk of a stream (`id`, `object`, `created`, `model`) serialized once: only the
+/// choices (and usage) are serialized per event.
+#[derive(Debug)]
+pub struct ChunkJson {
+    id: String,
+    model: String,
+    created: u64,
+    /// `{"id":…,"object":…,"created":…,"model":…,"choices":`
+    head: Vec<u8>,
+}
+
+impl ChunkJson {
+    /// For the chunks that share `sample`'s opening fields.
+    fn new(sample: &ChatCompletionChunk<'_>) -> Self {
+        let opening = ChatCompletionChunk {
+            choices: Vec::new(),
+            usage: None,
+            ..*sample
+        };
+        // `choices` is serialized last when there is no usage: cut its empty list and the
+        // closing brace. Anything else (a changed layout) leaves the head empty, and every
+        // chunk is then serialized whole.
+        let head = serde_json::to_vec(&opening)
+            .ok()
+            .and_then(|mut v| {
+                v.ends_with(br#""choices":[]}"#).then(|| {
+                    v.truncate(v.len() - 3);
+                    v
+                })
+            })
+            .unwrap_or_default();
+        Self {
+            id: sample.id.to_owned(),
+            model: sample.model.to_owned(),
+            created: sample.created,
+            head,
+        }
+    }
+
+    /// `chunk` as `serde_json::to_string(chunk)` writes it.
+    pub fn write(&self, chunk: &ChatCompletionChunk<'_>) -> Result<String, serde_json::Error> {
+        let shares_head = !self.head.is_empty()
+            && chunk.object == "chat.completion.chunk"
+            && chunk.created == self.created
+            && chunk.id == self.id
+            && chunk.model == self.model;
+        if !shares_head {
+            return serde_json::to_string(chunk);
+        }
+        let text: usize = chunk
+            .choices
+            .iter()
+            .map(|c| {
+                c.delta.content.as_ref().map_or(0, String::len)
+                    + c.delta.reasoning_content.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        let mut out = Vec::with_capacity(self.head.len() + 96 + text + text / 8);
+        out.extend_from_slice(&self.head);
+        serde_json::to_writer(&mut out, &chunk.choices)?;
+        if let Some(usage) = &chunk.usage {
+            out.extend_from_slice(br#","usage":"#);
+            serde_json::to_writer(&mut out, usage)?;
+        }
+        out.push(b'}');
+        String::from_utf8(out).map_err(serde::ser::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +256,29 @@ mod tests {
         let u = serde_json::to_value(t.usage_chunk().unwrap()).unwrap();
         assert_eq!(u["choices"], json!([]));
         assert_eq!(u["usage"]["total_tokens"], 4);
+    }
+
+    #[test]
+    fn chunks_are_written_as_serde_writes_them() {
+        let mut t = StreamTranslator::new("chatcmpl-\"q\"".into(), "m\u{1}é".into(), 5, true);
+        let json = t.chunk_json();
+        assert!(!json.head.is_empty(), "the opening fields are written once");
+        let events = [
+            json!({"candidates": [{"content": {"parts": [{"text": "Hel\"lo\n"}], "role": "model"}, "index": 0}]}),
+            json!({"candidates": [{"content": {"parts": [{"text": "plan", "thought": true}, {"text": "é😀"}]}, "index": 1}]}),
+            json!({"candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": {"a": [1, "x"]}}}]}, "finishReason": "STOP"}],
+                   "usageMetadata": {"promptTokenCount": 2, "totalTokenCount": 4}}),
+        ];
+        for e in events {
+            let chunk = t.on_event(&ev(e)).unwrap();
+            assert_eq!(json.write(&chunk).unwrap(), serde_json::to_string(&chunk).unwrap());
+        }
+        let usage = t.usage_chunk().unwrap();
+        assert_eq!(json.write(&usage).unwrap(), serde_json::to_string(&usage).unwrap());
+        // A chunk of another stream is written whole.
+        let other = StreamTranslator::new("chatcmpl-2".into(), "m".into(), 5, true);
+        let foreign = other.usage_chunk().unwrap();
+        assert_eq!(json.write(&foreign).unwrap(), serde_json::to_string(&foreign).unwrap());
     }
 
     #[test]
