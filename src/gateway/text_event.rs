@@ -180,7 +180,7 @@ pub struct TextContent<'a> {
     pub parts: SmallVec<[TextPart<'a>; 2]>,
 }
 
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct TextPart<'a> {
     /// Borrowed unless the text has escapes in it.
     pub text: Cow<'a, str>,
@@ -204,12 +204,25 @@ mod scan {
 
     type Scanned<T> = Result<T, Miss>;
 
+    /// The bytes that end a run of plain characters in a string: the closing quote, a
+    /// backslash, a control character.
+    static STOPS_STRING: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 0x20 {
+            t[c] = true;
+            c += 1;
+        }
+        t[b'"' as usize] = true;
+        t[b'\\' as usize] = true;
+        t
+    };
+
     /// Nesting the scan follows inside a skipped value (the usage); deeper is left to serde.
     const MAX_DEPTH: usize = 32;
 
     pub fn event(s: &str) -> Scanned<TextEvent<'_>> {
         let mut p = Scan { s, at: 0 };
-        p.ws();
         let mut ev = TextEvent::default();
         let mut seen = Seen::default();
         p.object(|p, key| {
@@ -217,9 +230,11 @@ mod scan {
                 "candidates" => {
                     seen.once(0)?;
                     p.array(|p| {
-                        let c = p.candidate()?;
-                        ev.candidates.push(c);
-                        Ok(())
+                        ev.candidates.push(TextCandidate::default());
+                        match ev.candidates.last_mut() {
+                            Some(c) => p.candidate(c),
+                            None => Err(Miss::Unsure),
+                        }
                     })?;
                 }
                 "usageMetadata" => {
@@ -257,6 +272,10 @@ mod scan {
             }
             self.0 |= bit;
             Ok(())
+        }
+
+        fn has(&self, field: u8) -> bool {
+            self.0 & (1 << field) != 0
         }
     }
 
@@ -333,7 +352,11 @@ mod scan {
                 let key = self.string()?;
                 self.expect(b':')?;
                 self.ws();
-                field(self, &key.value()?)?;
+                if key.escaped {
+                    field(self, &key.value()?)?;
+                } else {
+                    field(self, key.inner)?;
+                }
                 if self.eat(b',') {
                     continue;
                 }
@@ -370,32 +393,29 @@ mod scan {
         /// A string starting here, checked as serde_json checks it: no control characters,
         /// only JSON's escapes.
         fn string(&mut self) -> Scanned<Str<'a>> {
-            if self.peek() != Some(b'"') {
+            let b = self.bytes();
+            if b.get(self.at) != Some(&b'"') {
                 return Err(Miss::Unsure);
             }
             let start = self.at + 1;
             let mut i = start;
             let mut escaped = false;
-            let b = self.bytes();
             loop {
-                match b.get(i).copied() {
+                while b.get(i).is_some_and(|&c| !STOPS_STRING[usize::from(c)]) {
+                    i += 1;
+                }
+                match b.get(i) {
                     Some(b'"') => break,
                     Some(b'\\') => {
                         escaped = true;
-                        match b.get(i + 1).copied() {
-                            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                            Some(b'u') => {
-                                let hex = b.get(i + 2..i + 6).ok_or(Miss::Unsure)?;
-                                if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                    return Err(Miss::Unsure);
-                                }
-                                i += 6;
-                            }
+                        i += match b.get(i + 1) {
+                            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => 2,
+                            Some(b'u') if b.get(i + 2..i + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => 6,
                             _ => return Err(Miss::Unsure),
-                        }
+                        };
                     }
-                    Some(0x00..=0x1f) | None => return Err(Miss::Unsure),
-                    Some(_) => i += 1,
+                    // A control character, or the end of the event.
+                    _ => return Err(Miss::Unsure),
                 }
             }
             self.at = i + 1;
@@ -533,14 +553,16 @@ mod scan {
             Ok(())
         }
 
-        fn candidate(&mut self) -> Scanned<TextCandidate<'a>> {
-            let mut c = TextCandidate::default();
+        fn candidate(&mut self, c: &mut TextCandidate<'a>) -> Scanned<()> {
             let mut seen = Seen::default();
             self.object(|p, key| {
                 match key {
                     "content" => {
                         seen.once(0)?;
-                        c.content = if p.null() { None } else { Some(p.content()?) };
+                        c.content = None;
+                        if !p.null() {
+                            p.content(c.content.insert(TextContent::default()))?;
+                        }
                     }
                     "finishReason" => {
                         seen.once(1)?;
@@ -558,12 +580,10 @@ mod scan {
                     _ => return Err(Miss::NotText),
                 }
                 Ok(())
-            })?;
-            Ok(c)
+            })
         }
 
-        fn content(&mut self) -> Scanned<TextContent<'a>> {
-            let mut c = TextContent::default();
+        fn content(&mut self, c: &mut TextContent<'a>) -> Scanned<()> {
             let mut seen = Seen::default();
             self.object(|p, key| {
                 match key {
@@ -574,44 +594,41 @@ mod scan {
                     "parts" => {
                         seen.once(1)?;
                         p.array(|p| {
-                            let part = p.part()?;
-                            c.parts.push(part);
-                            Ok(())
+                            c.parts.push(TextPart::default());
+                            match c.parts.last_mut() {
+                                Some(part) => p.part(part),
+                                None => Err(Miss::Unsure),
+                            }
                         })?;
                     }
                     _ => return Err(Miss::NotText),
                 }
                 Ok(())
-            })?;
-            Ok(c)
+            })
         }
 
-        fn part(&mut self) -> Scanned<TextPart<'a>> {
-            let (mut text, mut thought, mut thought_signature) = (None, None, None);
+        fn part(&mut self, part: &mut TextPart<'a>) -> Scanned<()> {
             let mut seen = Seen::default();
             self.object(|p, key| {
                 match key {
                     "text" => {
                         seen.once(0)?;
-                        text = Some(p.string()?.value()?);
+                        part.text = p.string()?.value()?;
                     }
                     "thought" => {
                         seen.once(1)?;
-                        thought = p.bool_or_null()?;
+                        part.thought = p.bool_or_null()?;
                     }
                     "thoughtSignature" => {
                         seen.once(2)?;
-                        thought_signature = p.borrowed_or_null()?;
+                        part.thought_signature = p.borrowed_or_null()?;
                     }
                     _ => return Err(Miss::NotText),
                 }
                 Ok(())
             })?;
-            Ok(TextPart {
-                text: text.ok_or(Miss::Unsure)?,
-                thought,
-                thought_signature,
-            })
+            // The text is required.
+            seen.has(0).then_some(()).ok_or(Miss::Unsure)
         }
     }
 
