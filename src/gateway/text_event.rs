@@ -2,10 +2,11 @@
 //! from the event's bytes. The fold of a whole answer and every stream read events this way
 //! first, and fall back to the owned types of [`super::gemini`] for anything else.
 //!
-//! [`read`] scans the event by hand in one pass: most of a stream's cost on the gateway is
-//! reading its events. Whatever the scan is not sure of (an escaped field name, a number it
-//! does not read, a JSON error) it leaves to the serde-derived reader, [`read_reference`],
-//! so that `read` answers exactly as that reader does for every input.
+//! [`read`] scans the event by hand in one pass: reading events is the largest single cost of
+//! a stream on the gateway. Whatever the scan is not sure of (a number it does not read, an
+//! escape in a string that stays borrowed, a repeated field, a JSON error) it leaves to the
+//! serde-derived reader, [`read_reference`], so that `read` answers exactly as that reader
+//! does for every input.
 
 use std::borrow::Cow;
 use std::fmt;
