@@ -280,8 +280,11 @@ pub fn file_name(uri: &str) -> Option<String> {
 /// `cachedContent` at the top), in either of the JSON spellings Google accepts. Bodies that
 /// mention neither are not parsed.
 pub fn referenced(body: &[u8]) -> Vec<String> {
-    const NEEDLES: [&[u8]; 4] = [b"fileUri", b"file_uri", b"cachedContent", b"cached_content"];
-    if !NEEDLES.iter().any(|n| memchr::memmem::find(body, n).is_some()) {
+    // Built once: a finder's set-up costs more than searching a short body.
+    static NEEDLES: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 4]> = std::sync::LazyLock::new(|| {
+        [b"fileUri".as_slice(), b"file_uri", b"cachedContent", b"cached_content"].map(memchr::memmem::Finder::new)
+    });
+    if !NEEDLES.iter().any(|n| n.find(body).is_some()) {
         return Vec::new();
     }
     let Ok(value) = serde_json::from_slice::<Value>(body) else {
