@@ -72,9 +72,23 @@ fn write_frame(buf: &mut BytesMut, frame: &Frame) {
         buf.put_slice(name.as_bytes());
         buf.put_u8(b'\n');
     }
-    for line in frame.data.split('\n') {
+    // Lines found with `memchr`: a char searcher costs more than the copy for one-line JSON.
+    let data = frame.data.as_bytes();
+    buf.reserve(data.len() + 9);
+    let mut rest = Some(data);
+    while let Some(text) = rest {
+        let line = match memchr::memchr(b'\n', text) {
+            Some(end) => {
+                rest = text.get(end + 1..);
+                text.get(..end).unwrap_or_default()
+            }
+            None => {
+                rest = None;
+                text
+            }
+        };
         buf.put_slice(b"data: ");
-        buf.put_slice(line.strip_suffix('\r').unwrap_or(line).as_bytes());
+        buf.put_slice(line.strip_suffix(b"\r").unwrap_or(line));
         buf.put_u8(b'\n');
     }
     buf.put_u8(b'\n');
@@ -192,6 +206,26 @@ mod tests {
             &writes[0][..],
             b"data: {\"a\":1}\n\nevent: message_stop\ndata: x\ndata: y\n\n"
         );
+    }
+
+    fn framed(event: Option<&'static str>, data: &str) -> String {
+        let mut buf = BytesMut::new();
+        write_frame(
+            &mut buf,
+            &Frame {
+                event,
+                data: data.into(),
+            },
+        );
+        String::from_utf8(buf.to_vec()).unwrap_or_default()
+    }
+
+    #[test]
+    fn each_line_of_data_is_a_data_line() {
+        assert_eq!(framed(None, r#"{"a":1}"#), "data: {\"a\":1}\n\n");
+        assert_eq!(framed(Some("ping"), ""), "event: ping\ndata: \n\n");
+        assert_eq!(framed(None, "one\r\ntwo\n"), "data: one\ndata: two\ndata: \n\n");
+        assert_eq!(framed(None, "\n\n"), "data: \ndata: \ndata: \n\n");
     }
 
     #[tokio::test]
