@@ -160,6 +160,7 @@ impl StreamTranslator {
 #[derive(Debug)]
 pub struct ChunkJson {
     id: String,
+    object: &'static str,
     model: String,
     created: u64,
     /// `{"id":…,"object":…,"created":…,"model":…,"choices":`
@@ -188,6 +189,7 @@ impl ChunkJson {
             .unwrap_or_default();
         Self {
             id: sample.id.to_owned(),
+            object: sample.object,
             model: sample.model.to_owned(),
             created: sample.created,
             head,
@@ -197,7 +199,7 @@ impl ChunkJson {
     /// `chunk` as `serde_json::to_string(chunk)` writes it.
     pub fn write(&self, chunk: &ChatCompletionChunk<'_>) -> Result<String, serde_json::Error> {
         let shares_head = !self.head.is_empty()
-            && chunk.object == "chat.completion.chunk"
+            && chunk.object == self.object
             && chunk.created == self.created
             && chunk.id == self.id
             && chunk.model == self.model;
