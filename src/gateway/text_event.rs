@@ -91,56 +91,102 @@ impl EventReader {
                 Some(u)
             }
         };
-        let old = std::mem::take(&mut self.event);
-        let mut candidates = old.candidates;
+        // Every field is named (no `..`), so a field added to the owned types must be handled
+        // here: the text path never keeps a value from an earlier event by mistake.
+        let GenerateContentResponse {
+            candidates,
+            prompt_feedback,
+            usage_metadata,
+            model_version,
+            response_id,
+            extra,
+        } = &mut self.event;
+        clear(prompt_feedback);
+        clear_map(extra);
+        *usage_metadata = usage;
+        set_str(model_version, ev.model_version);
+        set_str(response_id, ev.response_id);
         candidates.truncate(ev.candidates.len());
         for (i, c) in ev.candidates.into_iter().enumerate() {
             if i == candidates.len() {
                 candidates.push(Candidate::default());
             }
-            let Some(slot) = candidates.get_mut(i) else {
+            let Some(Candidate {
+                content,
+                finish_reason,
+                index,
+                extra,
+            }) = candidates.get_mut(i)
+            else {
                 return false;
             };
-            let content = c.content.map(|content| {
-                let kept = slot.content.take().unwrap_or_default();
-                let mut parts = kept.parts;
-                parts.truncate(content.parts.len());
-                for (j, p) in content.parts.into_iter().enumerate() {
-                    if j == parts.len() {
-                        parts.push(Part::default());
-                    }
-                    if let Some(part) = parts.get_mut(j) {
-                        let mut text = part.text.take().unwrap_or_default();
-                        text.clear();
-                        text.push_str(&p.text);
-                        *part = Part {
-                            text: Some(text),
-                            thought: p.thought,
-                            thought_signature: reuse(part.thought_signature.take(), p.thought_signature),
-                            ..Default::default()
-                        };
-                    }
-                }
-                Content {
-                    role: reuse(kept.role, content.role),
-                    parts,
-                }
-            });
-            *slot = Candidate {
-                content,
-                finish_reason: c.finish_reason,
-                index: c.index,
-                ..Default::default()
+            clear_map(extra);
+            *finish_reason = c.finish_reason;
+            *index = c.index;
+            let Some(text_content) = c.content else {
+                clear(content);
+                continue;
             };
+            let Content { role, parts } = content.get_or_insert_with(Content::default);
+            set_str(role, text_content.role);
+            parts.truncate(text_content.parts.len());
+            for (j, p) in text_content.parts.into_iter().enumerate() {
+                if j == parts.len() {
+                    parts.push(Part::default());
+                }
+                let Some(Part {
+                    text,
+                    inline_data,
+                    file_data,
+                    function_call,
+                    function_response,
+                    thought,
+                    thought_signature,
+                    extra,
+                }) = parts.get_mut(j)
+                else {
+                    return false;
+                };
+                let t = text.get_or_insert_with(String::new);
+                t.clear();
+                t.push_str(&p.text);
+                clear(inline_data);
+                clear(file_data);
+                clear(function_call);
+                clear(function_response);
+                clear_map(extra);
+                *thought = p.thought;
+                set_str(thought_signature, p.thought_signature);
+            }
         }
-        self.event = GenerateContentResponse {
-            candidates,
-            usage_metadata: usage,
-            model_version: reuse(old.model_version, ev.model_version),
-            response_id: reuse(old.response_id, ev.response_id),
-            ..Default::default()
-        };
         true
+    }
+}
+
+/// `None`, dropping what was there (a store only when there was something).
+fn clear<T>(field: &mut Option<T>) {
+    if field.is_some() {
+        *field = None;
+    }
+}
+
+fn clear_map(map: &mut serde_json::Map<String, serde_json::Value>) {
+    if !map.is_empty() {
+        map.clear();
+    }
+}
+
+/// `*field = value`, written into the string already there.
+fn set_str(field: &mut Option<String>, value: Option<&str>) {
+    match value {
+        None => clear(field),
+        Some(v) => {
+            let s = field.get_or_insert_with(String::new);
+            if s != v {
+                s.clear();
+                s.push_str(v);
+            }
+        }
     }
 }
 
