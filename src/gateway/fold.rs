@@ -234,7 +234,7 @@ fn candidate_at(candidates: &mut Vec<Candidate>, index: Option<u32>) -> Option<&
 /// `*field = value` when `value` is given, written into the string already there.
 fn set_if_changed(field: &mut Option<String>, value: Option<&str>) {
     if value.is_some() {
-        *field = text_event::reuse(field.take(), value);
+        text_event::set_str(field, value);
     }
 }
 

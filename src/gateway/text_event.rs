@@ -177,7 +177,7 @@ fn clear_map(map: &mut serde_json::Map<String, serde_json::Value>) {
 }
 
 /// `*field = value`, written into the string already there.
-fn set_str(field: &mut Option<String>, value: Option<&str>) {
+pub fn set_str(field: &mut Option<String>, value: Option<&str>) {
     match value {
         None => clear(field),
         Some(v) => {
@@ -188,17 +188,6 @@ fn set_str(field: &mut Option<String>, value: Option<&str>) {
             }
         }
     }
-}
-
-/// `value` as an owned string, written into `kept`'s buffer when there is one.
-pub fn reuse(kept: Option<String>, value: Option<&str>) -> Option<String> {
-    let v = value?;
-    let mut s = kept.unwrap_or_default();
-    if s != v {
-        s.clear();
-        s.push_str(v);
-    }
-    Some(s)
 }
 
 /// An event of `streamGenerateContent` that holds nothing but text parts (with their thought
