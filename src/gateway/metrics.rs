@@ -360,16 +360,18 @@ tokio::task_local! {
     static TRACE: RefCell<RequestTrace>;
 }
 
+/// A future run with its request's trace (a named type, so a service can hold it unboxed).
+pub type Scoped<F> = tokio::task::futures::TaskLocalFuture<RefCell<RequestTrace>, F>;
+
 impl RequestTrace {
-    /// Runs `fut` with a fresh trace and returns the trace with its output.
-    pub async fn scope<F: std::future::Future>(fut: F) -> (F::Output, RequestTrace) {
-        TRACE
-            .scope(RefCell::new(RequestTrace::default()), async move {
-                let out = fut.await;
-                let trace = TRACE.with(|t| std::mem::take(&mut *t.borrow_mut()));
-                (out, trace)
-            })
-            .await
+    /// `fut`, run with a fresh trace; [`RequestTrace::take`] gets the trace back once it is done.
+    pub fn scope<F: std::future::Future>(fut: F) -> Scoped<F> {
+        TRACE.scope(RefCell::new(RequestTrace::default()), fut)
+    }
+
+    /// The trace a [`RequestTrace::scope`] filled (empty if taken before).
+    pub fn take<F: std::future::Future>(scoped: std::pin::Pin<&mut Scoped<F>>) -> RequestTrace {
+        scoped.take_value().map(RefCell::into_inner).unwrap_or_default()
     }
 
     /// Updates the current request's trace, if there is one.

@@ -1,10 +1,14 @@
 //! Client authentication: gateway tokens from `ALLOWED_TOKENS`, sent as `Authorization: Bearer`
 //! (and, on Gemini-style routes, as `x-goog-api-key` or `?key=`). No tokens configured: open API.
 
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
+use futures::future::{Either, Ready};
 
 use super::error::openai_error;
 use super::AppState;
@@ -19,11 +23,17 @@ pub fn is_allowed(state: &AppState, token: Option<&str>) -> bool {
     tokens.is_empty() || token.is_some_and(|t| tokens.iter().any(|s| s.matches(t)))
 }
 
-/// Middleware for the OpenAI routes.
-pub async fn require_bearer(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match check_bearer(&state, bearer(&req)) {
-        Ok(()) => next.run(req).await,
-        Err(resp) => resp,
+/// A caller of an OpenAI route, checked: a handler that takes one answers only a bearer token in
+/// `ALLOWED_TOKENS` (anyone in open mode); anything else gets OpenAI's 401 before the body is
+/// read.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAiCaller;
+
+impl FromRequestParts<AppState> for OpenAiCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        check_bearer(state, bearer_from(&parts.headers)).map(|()| OpenAiCaller)
     }
 }
 
@@ -46,23 +56,30 @@ pub fn check_bearer(state: &AppState, token: Option<&str>) -> Result<(), Respons
     ))
 }
 
-/// Middleware for the Anthropic routes: the gateway token as `x-api-key` (Anthropic's SDKs and
-/// Claude Code) or a bearer token; the 401 in Anthropic's shape.
-pub async fn require_anthropic_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| bearer(&req));
-    if is_allowed(&state, token) {
-        return next.run(req).await;
+/// A caller of an Anthropic route, checked: the gateway token as `x-api-key` (Anthropic's SDKs
+/// and Claude Code) or a bearer token; the 401 in Anthropic's shape.
+#[derive(Debug, Clone, Copy)]
+pub struct AnthropicCaller;
+
+impl FromRequestParts<AppState> for AnthropicCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let token = parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| bearer_from(&parts.headers));
+        if is_allowed(state, token) {
+            return Ok(AnthropicCaller);
+        }
+        let message = if token.is_none() {
+            "Missing API key: send your gateway token as 'x-api-key' (or 'Authorization: Bearer')."
+        } else {
+            "Invalid API key: the token is not in ALLOWED_TOKENS."
+        };
+        Err(super::error::anthropic_error(StatusCode::UNAUTHORIZED, message))
     }
-    let message = if token.is_none() {
-        "Missing API key: send your gateway token as 'x-api-key' (or 'Authorization: Bearer')."
-    } else {
-        "Invalid API key: the token is not in ALLOWED_TOKENS."
-    };
-    super::error::anthropic_error(StatusCode::UNAUTHORIZED, message)
 }
 
 /// Whether a request comes from a Google SDK (its key header or `?key=`, or its client header)
@@ -91,10 +108,14 @@ pub fn is_loopback_host(host: &str) -> bool {
             }
         })
     };
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let name = name.trim_end_matches('.').as_bytes();
+    let localhost = |n: &[u8]| n.eq_ignore_ascii_case(b"localhost");
+    localhost(name)
+        || name.len() > 10 && name[name.len() - 10] == b'.' && localhost(&name[name.len() - 9..])
+        || std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| n.parse::<std::net::IpAddr>().ok())
+            .is_some_and(|ip| ip.is_loopback())
 }
 
 /// Open mode (no `ALLOWED_TOKENS`): only this machine may drive the API, so a web page open in
@@ -102,9 +123,60 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// POST must be `application/json` (a cross-site page can only send that after a CORS
 /// preflight, which the gateway never grants). The UI's own read-only server functions under
 /// `/api/ui` keep their form encoding.
-pub async fn open_mode_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+#[derive(Clone)]
+pub struct OpenModeLayer {
+    state: AppState,
+}
+
+impl OpenModeLayer {
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> tower::Layer<S> for OpenModeLayer {
+    type Service = OpenMode<S>;
+
+    fn layer(&self, inner: S) -> OpenMode<S> {
+        OpenMode {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`OpenModeLayer`]: a plain check in front of `inner`, with nothing cloned or
+/// boxed per request.
+#[derive(Clone)]
+pub struct OpenMode<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> tower::Service<Request> for OpenMode<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match open_mode_refusal(&self.state, &req) {
+            Some(refusal) => Either::Left(futures::future::ready(Ok(refusal))),
+            None => Either::Right(self.inner.call(req)),
+        }
+    }
+}
+
+/// Why open mode turns a request away, as the response to send; `None` lets it through.
+fn open_mode_refusal(state: &AppState, req: &Request) -> Option<Response> {
     if !state.settings.allowed_tokens.is_empty() {
-        return next.run(req).await;
+        return None;
     }
     let host = req
         .headers()
@@ -115,7 +187,7 @@ pub async fn open_mode_guard(State(state): State<AppState>, req: Request, next: 
     let google = path.starts_with("/v1beta") || path.starts_with("/gemini/") || path.starts_with("/upload/");
     if !host.is_some_and(is_loopback_host) {
         let message = "This gateway runs without ALLOWED_TOKENS, so it only answers requests addressed to localhost. Set ALLOWED_TOKENS to serve other hosts.";
-        return refuse(google, StatusCode::FORBIDDEN, message, "PERMISSION_DENIED");
+        return Some(refuse(google, StatusCode::FORBIDDEN, message, "PERMISSION_DENIED"));
     }
     let headers = req.headers();
     // A header a page could only add after a CORS preflight proves the caller is not a plain
@@ -133,15 +205,21 @@ pub async fn open_mode_guard(State(state): State<AppState>, req: Request, next: 
             .is_some_and(|n| n.trim() != "0");
     if req.method() == axum::http::Method::POST && !credentialed && has_body && !path.starts_with("/api/ui/") {
         let json = content_type.is_some_and(|ct| {
-            let ct = ct.trim_start().to_ascii_lowercase();
-            ct.starts_with("application/json")
+            let ct = ct.trim_start().as_bytes();
+            ct.get(..16)
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"application/json"))
         });
         if !json {
             let message = "Send the request body as JSON with 'Content-Type: application/json'.";
-            return refuse(google, StatusCode::UNSUPPORTED_MEDIA_TYPE, message, "INVALID_ARGUMENT");
+            return Some(refuse(
+                google,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message,
+                "INVALID_ARGUMENT",
+            ));
         }
     }
-    next.run(req).await
+    None
 }
 
 fn refuse(google: bool, code: StatusCode, message: &str, google_status: &str) -> Response {
@@ -166,6 +244,7 @@ mod tests {
             "127.0.0.1:8080",
             "[::1]:3000",
             "app.localhost",
+            "A.LocalHost:80",
             "LOCALHOST.",
         ] {
             assert!(is_loopback_host(h), "{h}");
@@ -174,6 +253,7 @@ mod tests {
             "evil.com",
             "127.0.0.1.evil.com",
             "localhost.evil.com:80",
+            "evillocalhost",
             "10.0.0.1",
             "[::2]",
             "",

@@ -126,26 +126,17 @@ impl tower_http::request_id::MakeRequestId for MakeId {
 /// The router for the OpenAI-compatible API, mounted at `/v1` and `/api/v1`.
 fn openai_api(state: &AppState) -> Router<AppState> {
     use routes::openai;
-    let auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_bearer);
-    let anthropic_auth = axum::middleware::from_fn_with_state(state.clone(), auth::require_anthropic_key);
+    // The dialects' own routes check their caller with an extractor (`auth::OpenAiCaller`,
+    // `auth::AnthropicCaller`) before reading the body.
     Router::new()
-        .route("/chat/completions", post(openai::chat_completions).layer(auth.clone()))
-        .route(
-            "/messages",
-            post(routes::anthropic::messages).layer(anthropic_auth.clone()),
-        )
-        .route(
-            "/messages/count_tokens",
-            post(routes::anthropic::count_tokens).layer(anthropic_auth),
-        )
-        .route("/responses", post(routes::responses::create).layer(auth.clone()))
-        .route(
-            "/images/generations",
-            post(openai::images_generations).layer(auth.clone()),
-        )
-        .route("/images/edits", post(openai::images_edits).layer(auth.clone()))
-        .route("/audio/speech", post(openai::audio_speech).layer(auth.clone()))
-        .route("/files", post(routes::files::openai_upload).layer(auth.clone()))
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/messages", post(routes::anthropic::messages))
+        .route("/messages/count_tokens", post(routes::anthropic::count_tokens))
+        .route("/responses", post(routes::responses::create))
+        .route("/images/generations", post(openai::images_generations))
+        .route("/images/edits", post(openai::images_edits))
+        .route("/audio/speech", post(openai::audio_speech))
+        .route("/files", post(routes::files::openai_upload))
         // Shared with Google's v1 API like the model routes below.
         .route("/files", get(routes::files::v1_files))
         .route(
@@ -162,7 +153,7 @@ fn openai_api(state: &AppState) -> Router<AppState> {
                 .patch(routes::files::cache)
                 .delete(routes::files::cache),
         )
-        .route("/embeddings", post(openai::embeddings).layer(auth))
+        .route("/embeddings", post(openai::embeddings))
         // Shared with Google's v1 API: these answer in the caller's dialect and check its
         // credentials themselves; POST `{model}:{action}` is Google's.
         .route("/models", get(openai::list_models))
@@ -170,7 +161,7 @@ fn openai_api(state: &AppState) -> Router<AppState> {
             "/models/{name}",
             get(openai::get_model).post(routes::gemini::model_action),
         )
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
+        .route_layer(observe::ObserveLayer::new(state.clone()))
         .fallback(openai::not_found)
         .method_not_allowed_fallback(openai::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
@@ -190,7 +181,7 @@ fn gemini_api(state: &AppState) -> Router<AppState> {
             "/cachedContents/{id}",
             get(files::cache).patch(files::cache).delete(files::cache),
         )
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
+        .route_layer(observe::ObserveLayer::new(state.clone()))
         .fallback(gemini::not_found)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
 }
@@ -202,7 +193,7 @@ fn upload_api(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/upload/{version}/files", post(files::upload))
         .route("/gemini/upload/{version}/files", post(files::upload))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), observe::observe))
+        .route_layer(observe::ObserveLayer::new(state.clone()))
 }
 
 pub fn router(state: AppState) -> Router {
@@ -246,7 +237,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(routes::admin::metrics))
         .with_state(state.clone())
         .merge(site)
-        .layer(axum::middleware::from_fn_with_state(state, auth::open_mode_guard))
+        .layer(auth::OpenModeLayer::new(state))
         .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {

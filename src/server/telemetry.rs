@@ -273,7 +273,6 @@ fn second_text(secs: u64) -> [u8; 20] {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write as _;
     use std::sync::{Arc, Mutex};
 
     use super::*;

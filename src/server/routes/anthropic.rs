@@ -11,11 +11,16 @@ use serde_json::json;
 
 use crate::gateway::service::Frame;
 use crate::gateway::translate::anthropic::{CountTokensRequest, MessagesRequest};
+use crate::server::auth::AnthropicCaller;
 use crate::server::error::{parse_body, AnthropicError};
 use crate::server::observe::ModelLabel;
 use crate::server::AppState;
 
-pub async fn messages(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn messages(
+    _: AnthropicCaller,
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let req: MessagesRequest = match parse_body(body) {
         Ok(r) => r,
         Err(e) => return AnthropicError(e).into_response(),
@@ -38,6 +43,7 @@ async fn answer(state: &AppState, req: &MessagesRequest) -> Result<Response, Ant
 }
 
 pub async fn count_tokens(
+    _: AnthropicCaller,
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, AnthropicError> {

@@ -232,6 +232,7 @@ pub async fn create_cache(
 /// `POST /v1/files` (OpenAI, multipart `file` + `purpose`): the file goes to Google's Files API
 /// and its id can be used in a chat `file` part.
 pub async fn openai_upload(
+    _: crate::server::auth::OpenAiCaller,
     State(state): State<AppState>,
     headers: HeaderMap,
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,

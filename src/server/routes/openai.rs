@@ -12,13 +12,17 @@ use axum::Json;
 use bytes::Bytes;
 
 use crate::gateway::openai::ChatCompletionRequest;
-use crate::server::auth::{bearer_from, check_bearer, is_google_style};
+use crate::server::auth::{bearer_from, check_bearer, is_google_style, OpenAiCaller};
 use crate::server::error::{openai_error, parse_body, ApiError};
 use crate::server::observe::ModelLabel;
 use crate::server::routes::gemini;
 use crate::server::AppState;
 
-pub async fn chat_completions(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn chat_completions(
+    _: OpenAiCaller,
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let req: ChatCompletionRequest = match parse_body(body) {
         Ok(r) => r,
         Err(e) => return ApiError(e).into_response(),
@@ -37,6 +41,7 @@ async fn chat(state: &AppState, req: &ChatCompletionRequest) -> Result<Response,
 }
 
 pub async fn embeddings(
+    _: OpenAiCaller,
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -45,6 +50,7 @@ pub async fn embeddings(
 }
 
 pub async fn images_generations(
+    _: OpenAiCaller,
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -56,6 +62,7 @@ pub async fn images_generations(
 
 /// `POST /v1/images/edits`: multipart form with `image` (or `image[]`) files and a `prompt`.
 pub async fn images_edits(
+    _: OpenAiCaller,
     State(state): State<AppState>,
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
@@ -108,6 +115,7 @@ pub async fn images_edits(
 }
 
 pub async fn audio_speech(
+    _: OpenAiCaller,
     State(state): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

@@ -16,6 +16,7 @@ use crate::server::observe::ModelLabel;
 use crate::server::AppState;
 
 pub async fn create(
+    _: crate::server::auth::OpenAiCaller,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
