@@ -395,6 +395,7 @@ async fn read_head(
             framing,
             keep_alive,
             idle,
+            deferred: None,
         };
         if matches!(body.framing, Framing::Length(0)) {
             body.finish();
@@ -438,6 +439,9 @@ pub struct Body {
     framing: Framing,
     keep_alive: bool,
     idle: Arc<IdlePool>,
+    /// A framing error met after [`Body::read_into`] had data to give: reported on the next call,
+    /// so what came before it is read first.
+    deferred: Option<TransportError>,
 }
 
 /// What the buffered bytes gave.
@@ -451,6 +455,9 @@ enum Step {
 impl Body {
     /// The next piece of the body; `None` at its end.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, TransportError>> {
+        if let Some(e) = self.deferred.take() {
+            return Some(Err(self.fail(e)));
+        }
         loop {
             match self.decode() {
                 Ok(Step::Data(data)) => return Some(Ok(data)),
@@ -461,22 +468,69 @@ impl Body {
                 Ok(Step::More) => {}
                 Err(e) => return Some(Err(self.fail(e))),
             }
-            let conn = self.conn.as_mut()?;
-            match conn.fill().await {
-                Ok(0) if matches!(self.framing, Framing::UntilClose) => {
-                    self.framing = Framing::Done;
-                    self.conn = None;
-                    return None;
+            match self.fill().await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Appends all of the body that has arrived to `out`, waiting only while nothing has;
+    /// `None` at its end. A stream's reader takes every event that came in one read at once,
+    /// rather than one piece of the chunked framing at a time.
+    pub async fn read_into(&mut self, out: &mut BytesMut) -> Option<Result<(), TransportError>> {
+        if let Some(e) = self.deferred.take() {
+            return Some(Err(self.fail(e)));
+        }
+        let mut got = false;
+        loop {
+            match self.decode() {
+                Ok(Step::Data(data)) => {
+                    out.extend_from_slice(&data);
+                    got = true;
+                    continue;
                 }
-                Ok(0) => {
-                    let e = TransportError::new(ErrorKind::Broken, "connection closed before the message completed");
-                    return Some(Err(self.fail(e)));
+                Ok(Step::End) => {
+                    self.finish();
+                    return got.then_some(Ok(()));
                 }
-                Ok(_) => {}
-                Err(e) => {
-                    let e = TransportError::new(ErrorKind::Broken, format!("reading the response failed: {e}"));
-                    return Some(Err(self.fail(e)));
+                Ok(Step::More) if got => return Some(Ok(())),
+                Ok(Step::More) => {}
+                Err(e) if got => {
+                    self.deferred = Some(e);
+                    return Some(Ok(()));
                 }
+                Err(e) => return Some(Err(self.fail(e))),
+            }
+            match self.fill().await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Reads more from the connection: `Ok(false)` when the body ends cleanly there (a body
+    /// framed by the connection's close), an error if it breaks off.
+    async fn fill(&mut self) -> Result<bool, TransportError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(false);
+        };
+        match conn.fill().await {
+            Ok(0) if matches!(self.framing, Framing::UntilClose) => {
+                self.framing = Framing::Done;
+                self.conn = None;
+                Ok(false)
+            }
+            Ok(0) => {
+                let e = TransportError::new(ErrorKind::Broken, "connection closed before the message completed");
+                Err(self.fail(e))
+            }
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let e = TransportError::new(ErrorKind::Broken, format!("reading the response failed: {e}"));
+                Err(self.fail(e))
             }
         }
     }
@@ -934,6 +988,37 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Broken);
+    }
+
+    #[tokio::test]
+    async fn read_into_takes_every_chunk_that_has_arrived_and_reports_a_break_after_them() {
+        let (url, conns, _) = canned(
+            vec![
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n1\r\nf\r\n0\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\nzz\r\n",
+            ],
+            3,
+        )
+        .await;
+        let client = Client::new(&url, Duration::from_secs(5), "test").unwrap();
+        let mut resp = open(&client, "/a", &[]).await.unwrap();
+        let mut out = BytesMut::from(&b">"[..]);
+        // The three chunks came in one write: one call takes them all, after what was there.
+        assert!(matches!(resp.body.read_into(&mut out).await, Some(Ok(()))));
+        assert_eq!(&out[..], b">abcdef");
+        assert!(resp.body.read_into(&mut out).await.is_none());
+        drop(resp);
+        // The connection went back to the pool at the body's end.
+        assert_eq!(fetch(&client, "/b", &[]).await.unwrap(), (200, Bytes::from("ok")));
+        let mut resp = open(&client, "/c", &[]).await.unwrap();
+        let mut out = BytesMut::new();
+        assert!(matches!(resp.body.read_into(&mut out).await, Some(Ok(()))));
+        assert_eq!(&out[..], b"abc", "the chunks before the bad size are read first");
+        let err = resp.body.read_into(&mut out).await.unwrap().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Broken, "{err:?}");
+        assert!(resp.body.read_into(&mut out).await.is_none());
+        assert_eq!(conns.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

@@ -23,6 +23,11 @@ impl SseParser {
         self.buf.extend_from_slice(chunk);
     }
 
+    /// Where received bytes go: appending here is [`SseParser::push`] without a copy between.
+    pub fn input(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
     /// The next complete event's data, if one is buffered.
     pub fn next_event(&mut self) -> Option<Bytes> {
         loop {

@@ -2,7 +2,7 @@
 //! on the direct route ([`super::http1`]), or reqwest through an egress proxy or over HTTP/2.
 //! One reply type and one error type for both, so the upstream logic is written once.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 
 use super::http1;
@@ -134,6 +134,22 @@ impl ReplyBody {
                 .await
                 .map_err(|e| TransportError::from_reqwest(&e))
                 .transpose(),
+        }
+    }
+
+    /// Appends all of the body that has arrived to `out`, waiting only while nothing has; `None`
+    /// at the end (see [`http1::Body::read_into`]).
+    pub async fn read_into(&mut self, out: &mut BytesMut) -> Option<Result<(), TransportError>> {
+        match &mut self.0 {
+            Inner::Direct(body) => body.read_into(out).await,
+            Inner::Reqwest(resp) => match resp.chunk().await {
+                Ok(Some(bytes)) => {
+                    out.extend_from_slice(&bytes);
+                    Some(Ok(()))
+                }
+                Ok(None) => None,
+                Err(e) => Some(Err(TransportError::from_reqwest(&e))),
+            },
         }
     }
 

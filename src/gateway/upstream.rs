@@ -415,7 +415,7 @@ impl Upstream {
 
     /// Opens a stream, failing over between keys until one delivers its first event.
     pub async fn open_stream(&self, call: &Call) -> Result<Opened, GatewayError> {
-        self.with_failover(call, |lease| self.attempt_stream(call, lease, None))
+        self.with_failover(call, |lease| self.attempt_stream(call, lease))
             .await
     }
 
@@ -751,7 +751,30 @@ impl Upstream {
     /// Opens a stream on one key. Before the headers, silence is the key's problem (first-byte
     /// timeout, retried elsewhere); after them, Google has accepted the request and silence is
     /// slowness: it ends the request with a 504 and blames no one.
-    async fn attempt_stream(&self, call: &Call, mut lease: Lease, deadline: Option<Instant>) -> Attempt<Opened> {
+    async fn attempt_stream(&self, call: &Call, lease: Lease) -> Attempt<Opened> {
+        let (first, state) = match self.attempt_open(call, lease, None).await.into_done() {
+            Ok(started) => started,
+            Err(failed) => return failed,
+        };
+        let key_id = state.lease.key_id();
+        let key = state.lease.masked().to_string();
+        let rest = futures::stream::unfold(state, next_event);
+        let events = futures::stream::once(async move { Ok(first) }).chain(rest);
+        Attempt::Done(Opened {
+            events: Box::pin(events),
+            key_id,
+            key,
+        })
+    }
+
+    /// Sends a streaming call and waits for its first event: the event, and the stream's state
+    /// to read the rest with [`next_event`].
+    async fn attempt_open(
+        &self,
+        call: &Call,
+        mut lease: Lease,
+        deadline: Option<Instant>,
+    ) -> Attempt<(Bytes, Box<Committed>)> {
         let started = Instant::now();
         let resp = match self.send_headers(call, &mut lease, deadline).await {
             Ok(resp) => resp,
@@ -768,14 +791,14 @@ impl Upstream {
                 break event;
             }
             let wait = wait_limit(idle, deadline);
-            match tokio::time::timeout_at(wait, body.chunk()).await {
+            match tokio::time::timeout_at(wait, body.read_into(parser.input())).await {
                 Err(_) => {
                     let outcome = Outcome::Stalled {
                         message: stall_message(idle, deadline, self.settings.total_timeout, false),
                     };
                     return failed(&mut lease, outcome);
                 }
-                Ok(Some(Ok(bytes))) => parser.push(&bytes),
+                Ok(Some(Ok(()))) => {}
                 Ok(Some(Err(e))) => return failed(&mut lease, transport_outcome(&e)),
                 Ok(None) => match parser.finish() {
                     Some(event) => break event,
@@ -792,8 +815,6 @@ impl Upstream {
         lease.report(&Outcome::Success);
         self.metrics.served(&call.model);
         self.metrics.first_token(&call.model, started.elapsed());
-        let key_id = lease.key_id();
-        let key = lease.masked().to_string();
         // Boxed: the stream hands its state from event to event, and a pointer moves cheaply.
         let state = Box::new(Committed {
             body,
@@ -804,30 +825,23 @@ impl Upstream {
             total: self.settings.total_timeout,
             done: false,
         });
-        let rest = futures::stream::unfold(state, next_event);
-        let events = futures::stream::once(async move { Ok(first) }).chain(rest);
-        Attempt::Done(Opened {
-            events: Box::pin(events),
-            key_id,
-            key,
-        })
+        Attempt::Done((first, state))
     }
 
     /// A streamed answer read to its end and folded into one `generateContent` response.
     async fn attempt_assembled<F: fold::Fold>(&self, call: &Call, lease: Lease) -> Attempt<Merged<F::Output>> {
         let deadline = Instant::now() + self.settings.total_timeout;
-        let opened = match self.attempt_stream(call, lease, Some(deadline)).await.into_done() {
-            Ok(opened) => opened,
+        let (first, mut state) = match self.attempt_open(call, lease, Some(deadline)).await.into_done() {
+            Ok(started) => started,
             Err(failed) => return failed,
         };
-        let Opened {
-            mut events,
-            key_id,
-            key,
-        } = opened;
+        let key_id = state.lease.key_id();
+        let key = state.lease.masked().to_string();
         let mut merger = F::default();
-        while let Some(item) = events.next().await {
-            match item {
+        // The events are read straight from the stream's state, not through a boxed stream.
+        let mut event = Ok(first);
+        loop {
+            match event {
                 Ok(data) => {
                     if let Err(e) = merger.push(&data) {
                         return Attempt::failed_without_report(Outcome::Transient {
@@ -847,6 +861,10 @@ impl Upstream {
                         message,
                     })
                 }
+            }
+            match next_event(state).await {
+                Some((next, rest)) => (event, state) = (next, rest),
+                None => break,
             }
         }
         Attempt::Done(Merged {
@@ -1007,8 +1025,15 @@ async fn next_event(mut st: Box<Committed>) -> Option<(Result<Bytes, StreamFault
         if let Some(event) = st.parser.next_event() {
             return Some((Ok(event), st));
         }
-        match tokio::time::timeout_at(wait_limit(st.idle, st.deadline), st.body.chunk()).await {
-            Ok(Some(Ok(bytes))) => st.parser.push(&bytes),
+        let Committed {
+            body,
+            parser,
+            idle,
+            deadline,
+            ..
+        } = &mut *st;
+        match tokio::time::timeout_at(wait_limit(*idle, *deadline), body.read_into(parser.input())).await {
+            Ok(Some(Ok(()))) => {}
             Ok(None) => {
                 st.done = true;
                 return st.parser.finish().map(|event| (Ok(event), st));
