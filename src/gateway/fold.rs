@@ -275,6 +275,9 @@ fn merge_typed_part(parts: &mut Vec<Part>, mut p: Part) {
     parts.push(p);
 }
 
+/// The capacity a text part of a whole answer starts with.
+const TEXT_ROOM: usize = 1024;
+
 /// [`merge_typed_part`] on a part read by the text path.
 fn merge_text_part(parts: &mut Vec<Part>, p: TextPart<'_>) {
     if let Some(last) = joins(parts, p.thought) {
@@ -289,8 +292,12 @@ fn merge_text_part(parts: &mut Vec<Part>, p: TextPart<'_>) {
     if p.text.is_empty() && p.thought_signature.is_none() {
         return;
     }
+    // Room for the text that later events add to this part, so it is not regrown from a few
+    // bytes up, one doubling at a time.
+    let mut text = String::with_capacity(p.text.len().max(TEXT_ROOM));
+    text.push_str(&p.text);
     parts.push(Part {
-        text: Some(p.text.into_owned()),
+        text: Some(text),
         thought: p.thought,
         thought_signature: p.thought_signature.map(str::to_owned),
         ..Default::default()
