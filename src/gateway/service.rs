@@ -191,18 +191,16 @@ impl Gateway {
         let model = self.prepare(&model, &mut body)?;
         let call = stream_call(&model, &body)?;
         let opened = self.upstream.open_stream(&call).await?;
-        let (mut events, key_id) = (opened.events, opened.key_id);
+        let (events, key_id) = (opened.events, opened.key_id);
         // A prompt blocked outright is known from the first event, before anything was sent to
         // the client: answer it like the non-streaming route does (400 content_filter).
-        let first = events.next().await;
-        if let Some(Ok(data)) = &first {
+        if let Some(data) = events.first() {
             if let Ok(event) = EventReader::default().read(data) {
                 if event.candidates.is_empty() {
                     response::to_openai(event, &req.model, 0)?;
                 }
             }
         }
-        let events: super::upstream::EventStream = Box::pin(futures::stream::iter(first).chain(events));
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
         let translator = StreamTranslator::new(
             translate::new_id("chatcmpl-"),
@@ -602,7 +600,7 @@ impl Gateway {
         let call = aliased.as_ref().unwrap_or(call);
         let opened = self.upstream.open_stream(&call.to_call(true)).await?;
         let end = super::metrics::RequestTrace::stream_end();
-        let events = opened.events.inspect(move |item| {
+        let events = opened.events.into_stream().inspect(move |item| {
             if let Err(fault) = item {
                 end.set_error(if fault.is_stall() {
                     "upstream_timeout"
@@ -646,14 +644,14 @@ fn error_json(message: &str, code: &str) -> String {
 /// Encodes upstream events for the client as each arrives: nothing is held back or re-chunked.
 /// Shared by every dialect; the encoder decides the frames.
 pub fn encode_stream<E: StreamEncoder>(
-    events: super::upstream::EventStream,
+    events: super::upstream::Events,
     encoder: E,
     pool: Arc<super::pool::KeyPool>,
     key_id: u64,
     end: Arc<super::metrics::StreamEnd>,
 ) -> impl Stream<Item = Frame> + Send + 'static {
     struct State<E> {
-        events: super::upstream::EventStream,
+        events: super::upstream::Events,
         reader: EventReader,
         encoder: E,
         ended: bool,

@@ -160,9 +160,39 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<Bytes, StreamFault>> + S
 
 /// A stream that has delivered its first event, and the key it is bound to.
 pub struct Opened {
-    pub events: EventStream,
+    pub events: Events,
     pub key_id: u64,
     pub key: String,
+}
+
+/// The events of a committed stream, read straight from its connection: each is one SSE
+/// event's data, or the fault that ended the stream. Its readers call [`Events::next`] rather
+/// than go through a boxed stream of adapters, which would cost a few calls per event.
+pub struct Events {
+    first: Option<Bytes>,
+    rest: Box<Committed>,
+}
+
+impl Events {
+    /// The first event, until it has been taken by [`Events::next`].
+    pub fn first(&self) -> Option<&Bytes> {
+        self.first.as_ref()
+    }
+
+    /// The next event; `None` once the stream has ended.
+    pub async fn next(&mut self) -> Option<Result<Bytes, StreamFault>> {
+        match self.first.take() {
+            Some(first) => Some(Ok(first)),
+            None => self.rest.next().await,
+        }
+    }
+
+    /// The events as a `Stream`.
+    pub fn into_stream(self) -> EventStream {
+        Box::pin(futures::stream::unfold(self, |mut events| async move {
+            events.next().await.map(|item| (item, events))
+        }))
+    }
 }
 
 enum Attempt<T> {
@@ -758,17 +788,18 @@ impl Upstream {
         };
         let key_id = state.lease.key_id();
         let key = state.lease.masked().to_string();
-        let rest = futures::stream::unfold(state, next_event);
-        let events = futures::stream::once(async move { Ok(first) }).chain(rest);
         Attempt::Done(Opened {
-            events: Box::pin(events),
+            events: Events {
+                first: Some(first),
+                rest: state,
+            },
             key_id,
             key,
         })
     }
 
     /// Sends a streaming call and waits for its first event: the event, and the stream's state
-    /// to read the rest with [`next_event`].
+    /// to read the rest with.
     async fn attempt_open(
         &self,
         call: &Call,
@@ -862,8 +893,8 @@ impl Upstream {
                     })
                 }
             }
-            match next_event(state).await {
-                Some((next, rest)) => (event, state) = (next, rest),
+            match state.next().await {
+                Some(next) => event = next,
                 None => break,
             }
         }
@@ -1017,39 +1048,36 @@ struct Committed {
     done: bool,
 }
 
-async fn next_event(mut st: Box<Committed>) -> Option<(Result<Bytes, StreamFault>, Box<Committed>)> {
-    if st.done {
-        return None;
-    }
-    loop {
-        if let Some(event) = st.parser.next_event() {
-            return Some((Ok(event), st));
+impl Committed {
+    /// The stream's next event, read from the connection when none is buffered.
+    async fn next(&mut self) -> Option<Result<Bytes, StreamFault>> {
+        if self.done {
+            return None;
         }
-        let Committed {
-            body,
-            parser,
-            idle,
-            deadline,
-            ..
-        } = &mut *st;
-        match tokio::time::timeout_at(wait_limit(*idle, *deadline), body.read_into(parser.input())).await {
-            Ok(Some(Ok(()))) => {}
-            Ok(None) => {
-                st.done = true;
-                return st.parser.finish().map(|event| (Ok(event), st));
+        loop {
+            if let Some(event) = self.parser.next_event() {
+                return Some(Ok(event));
             }
-            Ok(Some(Err(e))) => {
-                let outcome = transport_outcome(&e);
-                st.lease.report(&outcome);
-                st.done = true;
-                let message = format!("the Gemini stream broke off: {}", outcome.message());
-                return Some((Err(StreamFault::Broken(message)), st));
-            }
-            Err(_) => {
-                // Slow is not dead: no blame on the key.
-                st.done = true;
-                let message = stall_message(st.idle, st.deadline, st.total, true);
-                return Some((Err(StreamFault::Stalled(message)), st));
+            let wait = wait_limit(self.idle, self.deadline);
+            match tokio::time::timeout_at(wait, self.body.read_into(self.parser.input())).await {
+                Ok(Some(Ok(()))) => {}
+                Ok(None) => {
+                    self.done = true;
+                    return self.parser.finish().map(Ok);
+                }
+                Ok(Some(Err(e))) => {
+                    let outcome = transport_outcome(&e);
+                    self.lease.report(&outcome);
+                    self.done = true;
+                    let message = format!("the Gemini stream broke off: {}", outcome.message());
+                    return Some(Err(StreamFault::Broken(message)));
+                }
+                Err(_) => {
+                    // Slow is not dead: no blame on the key.
+                    self.done = true;
+                    let message = stall_message(self.idle, self.deadline, self.total, true);
+                    return Some(Err(StreamFault::Stalled(message)));
+                }
             }
         }
     }
