@@ -485,6 +485,11 @@ impl Body {
         }
         let mut got = false;
         loop {
+            // Room for everything buffered (its framing included) at once, rather than one
+            // piece at a time.
+            if let Some(conn) = &self.conn {
+                out.reserve(conn.buf.len());
+            }
             match self.decode() {
                 Ok(Step::Data(data)) => {
                     out.extend_from_slice(&data);
