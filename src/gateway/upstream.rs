@@ -445,8 +445,7 @@ impl Upstream {
 
     /// Opens a stream, failing over between keys until one delivers its first event.
     pub async fn open_stream(&self, call: &Call) -> Result<Opened, GatewayError> {
-        self.with_failover(call, |lease| self.attempt_stream(call, lease))
-            .await
+        self.with_failover(call, |lease| self.attempt_stream(call, lease)).await
     }
 
     async fn with_failover<T, F, Fut>(&self, call: &Call, mut attempt: F) -> Result<T, GatewayError>
