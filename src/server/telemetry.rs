@@ -403,7 +403,10 @@ mod tests {
         let lines: Vec<&str> = plain.lines().map(after_time).collect();
         // (tracing drops an event sent from inside the subscriber; the point is that nothing
         // breaks and the outer line is whole.)
-        assert!(lines.contains(&" INFO outer{value=noisy}: outside value=noisy"), "{lines:?}");
+        assert!(
+            lines.contains(&" INFO outer{value=noisy}: outside value=noisy"),
+            "{lines:?}"
+        );
     }
 
     #[test]

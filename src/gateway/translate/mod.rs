@@ -3,6 +3,7 @@
 //! - [`request`]: chat-completions request → `generateContent` request.
 //! - [`response`]: `generateContent` response → chat completion.
 //! - [`stream`]: `streamGenerateContent` events → chat-completion chunks.
+//! - [`json_out`]: the chat answers written as JSON by hand (what serde writes, faster).
 //! - [`anthropic`]: the Anthropic Messages dialect (request, response, stream encoder).
 //! - [`responses`]: the OpenAI Responses dialect (request, response, stream encoder).
 //! - [`images`], [`speech`], [`embeddings`]: OpenAI's images, speech and embeddings APIs.
@@ -13,6 +14,7 @@
 pub mod anthropic;
 pub mod embeddings;
 pub mod images;
+pub mod json_out;
 pub mod request;
 pub mod response;
 pub mod responses;

@@ -1,5 +1,6 @@
 //! Gemini stream events → chat-completion chunks, one chunk per event, as they arrive.
 
+use super::json_out::{write_opt_str, write_opt_value, write_str, write_uint, write_usage, Keys};
 use super::response::{annotations, logprobs, translate_parts};
 use super::{finish_reason, usage};
 use crate::gateway::gemini::GenerateContentResponse;
@@ -226,7 +227,7 @@ impl ChunkJson {
         out.push(b']');
         if let Some(usage) = &chunk.usage {
             out.extend_from_slice(br#","usage":"#);
-            serde_json::to_writer(&mut out, usage)?;
+            write_usage(&mut out, usage)?;
         }
         out.push(b'}');
         String::from_utf8(out).map_err(serde::ser::Error::custom)
@@ -251,97 +252,35 @@ fn write_choice(out: &mut Vec<u8>, choice: &ChunkChoice) -> Result<(), serde_jso
         annotations,
     } = delta;
     out.extend_from_slice(br#"{"index":"#);
-    write_u32(out, *index);
+    write_uint(out, u64::from(*index));
     out.extend_from_slice(br#","delta":{"#);
-    let mut first = true;
-    let mut key = |out: &mut Vec<u8>, name: &[u8]| {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
-        out.push(b'"');
-        out.extend_from_slice(name);
-        out.extend_from_slice(b"\":");
-    };
+    let mut keys = Keys::new();
     if let Some(role) = role {
-        key(out, b"role");
-        write_json_str(out, role);
+        keys.key(out, b"role");
+        write_str(out, role);
     }
     if let Some(text) = content {
-        key(out, b"content");
-        write_json_str(out, text);
+        keys.key(out, b"content");
+        write_str(out, text);
     }
     if let Some(text) = reasoning_content {
-        key(out, b"reasoning_content");
-        write_json_str(out, text);
+        keys.key(out, b"reasoning_content");
+        write_str(out, text);
     }
     if let Some(calls) = tool_calls {
-        key(out, b"tool_calls");
+        keys.key(out, b"tool_calls");
         serde_json::to_writer(&mut *out, calls)?;
     }
     if let Some(list) = annotations {
-        key(out, b"annotations");
+        keys.key(out, b"annotations");
         serde_json::to_writer(&mut *out, list)?;
     }
     out.extend_from_slice(br#"},"finish_reason":"#);
-    match finish_reason {
-        Some(reason) => write_json_str(out, reason),
-        None => out.extend_from_slice(b"null"),
-    }
+    write_opt_str(out, *finish_reason);
     out.extend_from_slice(br#","logprobs":"#);
-    match logprobs {
-        Some(value) => serde_json::to_writer(&mut *out, value)?,
-        None => out.extend_from_slice(b"null"),
-    }
+    write_opt_value(out, logprobs.as_ref())?;
     out.push(b'}');
     Ok(())
-}
-
-fn write_u32(out: &mut Vec<u8>, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
-/// A JSON string as serde_json writes it: `"` and `\` escaped, control characters as `\n`-style
-/// escapes or `\u00xx`, everything else (DEL and non-ASCII included) as it is.
-fn write_json_str(out: &mut Vec<u8>, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    out.push(b'"');
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -433,25 +372,6 @@ mod tests {
                 ..sample.clone()
             };
             assert_eq!(json.write(&chunk).unwrap(), serde_json::to_string(&chunk).unwrap());
-        }
-    }
-
-    #[test]
-    fn strings_and_numbers_are_written_as_serde_writes_them() {
-        let every_byte: String = (0u8..=0x7f).map(char::from).collect();
-        for text in [every_byte.as_str(), "", "plain", "é😀\u{2028}\u{85}", "\\\"\\"] {
-            let mut out = Vec::new();
-            write_json_str(&mut out, text);
-            assert_eq!(
-                String::from_utf8(out).unwrap(),
-                serde_json::to_string(text).unwrap(),
-                "{text:?}"
-            );
-        }
-        for n in [0, 7, 10, 99, 100, 65_536, u32::MAX] {
-            let mut out = Vec::new();
-            write_u32(&mut out, n);
-            assert_eq!(out, n.to_string().into_bytes());
         }
     }
 

@@ -5,7 +5,7 @@ use axum::extract::rejection::BytesRejection;
 use std::collections::HashMap;
 
 use axum::extract::{OriginalUri, Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -34,7 +34,11 @@ pub async fn chat_completions(
 
 async fn chat(state: &AppState, req: &ChatCompletionRequest) -> Result<Response, ApiError> {
     if !req.stream {
-        return Ok(Json(state.gateway.chat(req).await?).into_response());
+        let completion = state.gateway.chat(req).await?;
+        return Ok(match crate::gateway::translate::json_out::completion(&completion) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(_) => Json(completion).into_response(),
+        });
     }
     let stream = state.gateway.chat_stream(req).await?;
     Ok(super::sse_response(stream, None))
