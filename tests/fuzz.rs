@@ -1022,7 +1022,9 @@ fn responses_translate_or_fail_cleanly() {
                 return Ok(1);
             };
             prop_assert_eq!(out.choices.len(), resp.candidates.len());
-            prop_assert!(serde_json::to_vec(&out).is_ok());
+            // The completion writer's text is serde_json's, byte for byte.
+            let written = gemini_balance::gateway::translate::json_out::completion(&out);
+            prop_assert_eq!(written.ok(), serde_json::to_vec(&out).ok());
             Ok(2)
         },
     );
