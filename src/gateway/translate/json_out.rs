@@ -3,7 +3,9 @@
 //! rarer parts (tool calls, annotations, log probabilities, token details) still go through
 //! serde; tests hold each writer to `serde_json::to_string`.
 
-use crate::gateway::openai::{AssistantMessage, ChatCompletion, Choice, Usage};
+use serde_json::Value;
+
+use crate::gateway::openai::{AssistantMessage, ChatCompletion, Choice, ChunkChoice, Delta, Usage};
 
 /// `"key":`, after a comma unless it opens its object.
 pub(crate) struct Keys {
@@ -200,12 +202,65 @@ fn write_choice(out: &mut Vec<u8>, choice: &Choice) -> Result<(), serde_json::Er
         out.extend_from_slice(br#","annotations":"#);
         serde_json::to_writer(&mut *out, list)?;
     }
-    out.extend_from_slice(br#"},"finish_reason":"#);
-    write_opt_str(out, *finish_reason);
+    out.push(b'}');
+    write_choice_end(out, *finish_reason, logprobs.as_ref())
+}
+
+/// What closes every choice: `,"finish_reason":…,"logprobs":…}`.
+fn write_choice_end(
+    out: &mut Vec<u8>,
+    finish_reason: Option<&str>,
+    logprobs: Option<&Value>,
+) -> Result<(), serde_json::Error> {
+    out.extend_from_slice(br#","finish_reason":"#);
+    write_opt_str(out, finish_reason);
     out.extend_from_slice(br#","logprobs":"#);
-    write_opt_value(out, logprobs.as_ref())?;
+    write_opt_value(out, logprobs)?;
     out.push(b'}');
     Ok(())
+}
+
+/// A chunk's choice. Every field is named, so one added to the types cannot be missed.
+pub(crate) fn write_chunk_choice(out: &mut Vec<u8>, choice: &ChunkChoice) -> Result<(), serde_json::Error> {
+    let ChunkChoice {
+        index,
+        delta,
+        finish_reason,
+        logprobs,
+    } = choice;
+    let Delta {
+        role,
+        content,
+        reasoning_content,
+        tool_calls,
+        annotations,
+    } = delta;
+    out.extend_from_slice(br#"{"index":"#);
+    write_uint(out, u64::from(*index));
+    out.extend_from_slice(br#","delta":{"#);
+    let mut keys = Keys::new();
+    if let Some(role) = role {
+        keys.key(out, b"role");
+        write_str(out, role);
+    }
+    if let Some(text) = content {
+        keys.key(out, b"content");
+        write_str(out, text);
+    }
+    if let Some(text) = reasoning_content {
+        keys.key(out, b"reasoning_content");
+        write_str(out, text);
+    }
+    if let Some(calls) = tool_calls {
+        keys.key(out, b"tool_calls");
+        serde_json::to_writer(&mut *out, calls)?;
+    }
+    if let Some(list) = annotations {
+        keys.key(out, b"annotations");
+        serde_json::to_writer(&mut *out, list)?;
+    }
+    out.push(b'}');
+    write_choice_end(out, *finish_reason, logprobs.as_ref())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Gemini stream events → chat-completion chunks, one chunk per event, as they arrive.
 
-use super::json_out::{write_opt_str, write_opt_value, write_str, write_uint, write_usage, Keys};
+use super::json_out::{write_chunk_choice, write_usage};
 use super::response::{annotations, logprobs, translate_parts};
 use super::{finish_reason, usage};
 use crate::gateway::gemini::GenerateContentResponse;
@@ -222,7 +222,7 @@ impl ChunkJson {
             if i > 0 {
                 out.push(b',');
             }
-            write_choice(&mut out, choice)?;
+            write_chunk_choice(&mut out, choice)?;
         }
         out.push(b']');
         if let Some(usage) = &chunk.usage {
@@ -232,55 +232,6 @@ impl ChunkJson {
         out.push(b'}');
         String::from_utf8(out).map_err(serde::ser::Error::custom)
     }
-}
-
-/// A choice as serde writes it: the keys are literals and the texts are escaped here, while
-/// the rarer parts (tool calls, annotations, log probabilities) go through serde. Every field
-/// is named, so one added to the types cannot be missed.
-fn write_choice(out: &mut Vec<u8>, choice: &ChunkChoice) -> Result<(), serde_json::Error> {
-    let ChunkChoice {
-        index,
-        delta,
-        finish_reason,
-        logprobs,
-    } = choice;
-    let Delta {
-        role,
-        content,
-        reasoning_content,
-        tool_calls,
-        annotations,
-    } = delta;
-    out.extend_from_slice(br#"{"index":"#);
-    write_uint(out, u64::from(*index));
-    out.extend_from_slice(br#","delta":{"#);
-    let mut keys = Keys::new();
-    if let Some(role) = role {
-        keys.key(out, b"role");
-        write_str(out, role);
-    }
-    if let Some(text) = content {
-        keys.key(out, b"content");
-        write_str(out, text);
-    }
-    if let Some(text) = reasoning_content {
-        keys.key(out, b"reasoning_content");
-        write_str(out, text);
-    }
-    if let Some(calls) = tool_calls {
-        keys.key(out, b"tool_calls");
-        serde_json::to_writer(&mut *out, calls)?;
-    }
-    if let Some(list) = annotations {
-        keys.key(out, b"annotations");
-        serde_json::to_writer(&mut *out, list)?;
-    }
-    out.extend_from_slice(br#"},"finish_reason":"#);
-    write_opt_str(out, *finish_reason);
-    out.extend_from_slice(br#","logprobs":"#);
-    write_opt_value(out, logprobs.as_ref())?;
-    out.push(b'}');
-    Ok(())
 }
 
 #[cfg(test)]
