@@ -11,10 +11,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
-use futures::StreamExt;
+use hyper::body::Frame;
 
 use super::AppState;
 use crate::gateway::metrics::{Attempts, RequestTrace, Scoped, StreamEnd};
@@ -220,15 +220,16 @@ impl Booking {
 struct StreamBooking {
     booking: Option<Booking>,
     end: std::sync::Arc<StreamEnd>,
-    finished: bool,
 }
 
-impl Drop for StreamBooking {
-    fn drop(&mut self) {
+impl StreamBooking {
+    /// Books the request now (once), `finished` telling a stream that ran to its end from one
+    /// the client left.
+    fn book(&mut self, finished: bool) {
         if let Some(mut booking) = self.booking.take() {
             booking.class = match self.end.error_class() {
                 Some(class) => class,
-                None if !self.finished => "client_closed",
+                None if !finished => "client_closed",
                 None => booking.class,
             };
             let elapsed = booking.started.elapsed();
@@ -237,24 +238,43 @@ impl Drop for StreamBooking {
     }
 }
 
+impl Drop for StreamBooking {
+    fn drop(&mut self) {
+        self.book(false);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream's body, passed through frame by frame, that books the request at its end.
+    struct BookedBody {
+        #[pin]
+        inner: Body,
+        booking: StreamBooking,
+    }
+}
+
+impl HttpBody for BookedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            this.booking.book(true);
+        }
+        polled
+    }
+
+    // `is_end_stream` stays `false`: the end is learnt by polling, which books the request.
+}
+
 fn booked_stream(body: Body, booking: Booking, end: std::sync::Arc<StreamEnd>) -> Body {
-    let guard = StreamBooking {
-        booking: Some(booking),
-        end,
-        finished: false,
-    };
-    let frames = body.into_data_stream();
-    Body::from_stream(futures::stream::unfold(
-        (frames, guard),
-        |(mut frames, mut guard)| async move {
-            match frames.next().await {
-                Some(item) => Some((item, (frames, guard))),
-                None => {
-                    guard.finished = true;
-                    drop(guard);
-                    None
-                }
-            }
+    Body::new(BookedBody {
+        inner: body,
+        booking: StreamBooking {
+            booking: Some(booking),
+            end,
         },
-    ))
+    })
 }
