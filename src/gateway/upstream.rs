@@ -777,9 +777,7 @@ impl Upstream {
         })
     }
 
-    /// Opens a stream on one key. Before the headers, silence is the key's problem (first-byte
-    /// timeout, retried elsewhere); after them, Google has accepted the request and silence is
-    /// slowness: it ends the request with a 504 and blames no one.
+    /// Opens a stream on one key (see [`Upstream::attempt_open`]).
     async fn attempt_stream(&self, call: &Call, lease: Lease) -> Attempt<Opened> {
         let (first, state) = match self.attempt_open(call, lease, None).await.into_done() {
             Ok(started) => started,
@@ -797,8 +795,10 @@ impl Upstream {
         })
     }
 
-    /// Sends a streaming call and waits for its first event: the event, and the stream's state
-    /// to read the rest with.
+    /// Sends a streaming call on one key and waits for its first event: the event, and the
+    /// stream's state to read the rest with. Before the headers, silence is the key's problem
+    /// (first-byte timeout, retried elsewhere); after them, Google has accepted the request and
+    /// silence is slowness: it ends the request with a 504 and blames no one.
     async fn attempt_open(
         &self,
         call: &Call,
