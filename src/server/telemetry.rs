@@ -25,6 +25,11 @@ pub fn init(json: bool) {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi);
+    let Some(out) = unlocked_stdout() else {
+        let _ = builder.try_init();
+        return;
+    };
+    let builder = builder.with_writer(out);
     let _ = if json {
         builder.json().try_init()
     } else if ansi {
@@ -32,6 +37,16 @@ pub fn init(json: bool) {
     } else {
         builder.event_format(PlainLine).fmt_fields(PlainFields).try_init()
     };
+}
+
+/// Standard output without the lock of `std::io::stdout` (a copy of its descriptor). Each line
+/// is handed over whole in one `write` (a pipe takes up to 4 KiB in one piece, and lines are
+/// shorter), so the lock only made the serving threads wait for each other: a futex and a
+/// context switch whenever two logged at once.
+fn unlocked_stdout() -> Option<std::sync::Arc<std::fs::File>> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    Some(std::sync::Arc::new(std::fs::File::from(fd)))
 }
 
 /// A log line: `2026-01-02T03:04:05.678901Z  INFO span{fields}: message key=value …`.
