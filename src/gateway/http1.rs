@@ -150,7 +150,9 @@ impl Client {
                 done => return done,
             }
         }
-        let conn = self.connect().await?;
+        // Boxed: a new connection (with its TLS handshake) is rare, and its future is large; it
+        // would otherwise make every request's future larger.
+        let conn = Box::pin(self.connect()).await?;
         exchange(conn, false, &head, rest, is_head, &self.idle).await
     }
 
@@ -298,12 +300,7 @@ async fn read_head(
 ) -> Result<Response, TransportError> {
     let mut answered = false;
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut headers);
-        let status = parsed
-            .parse(&conn.buf)
-            .map_err(|e| TransportError::new(ErrorKind::Broken, format!("invalid response from Gemini: {e}")))?;
-        let httparse::Status::Complete(len) = status else {
+        let Some(head) = parse_head(&conn.buf)? else {
             if conn.buf.len() >= MAX_HEAD {
                 return Err(TransportError::new(
                     ErrorKind::Broken,
@@ -332,59 +329,17 @@ async fn read_head(
             answered = true;
             continue;
         };
-        let code = parsed.code.unwrap_or(0);
-        let keep_alive_default = parsed.version == Some(1);
+        let _ = conn.buf.split_to(head.len);
+        let code = head.code;
         if (100..200).contains(&code) && code != 101 {
-            let _ = conn.buf.split_to(len);
             continue;
         }
-        let mut map = HeaderMap::with_capacity(parsed.headers.len());
-        let mut length = None;
-        let mut chunked = false;
-        let mut keep_alive = keep_alive_default;
-        for h in parsed.headers.iter() {
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(h.name.as_bytes()),
-                HeaderValue::from_bytes(h.value),
-            ) else {
-                continue;
-            };
-            if name == http::header::CONTENT_LENGTH {
-                let n = std::str::from_utf8(h.value)
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok());
-                match (n, length) {
-                    (Some(n), None) => length = Some(n),
-                    (Some(n), Some(m)) if n == m => {}
-                    _ => {
-                        return Err(TransportError::new(
-                            ErrorKind::Broken,
-                            "invalid Content-Length from Gemini",
-                        ))
-                    }
-                }
-            } else if name == http::header::TRANSFER_ENCODING {
-                chunked = h
-                    .value
-                    .rsplit(|b| *b == b',')
-                    .next()
-                    .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            } else if name == http::header::CONNECTION {
-                let v = h.value.trim_ascii();
-                if v.eq_ignore_ascii_case(b"close") {
-                    keep_alive = false;
-                } else if v.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive = true;
-                }
-            }
-            map.append(name, value);
-        }
-        let _ = conn.buf.split_to(len);
+        let mut keep_alive = head.keep_alive;
         let framing = if head_request || code == 204 || code == 304 {
             Framing::Length(0)
-        } else if chunked {
+        } else if head.chunked {
             Framing::Chunked(Chunk::Size)
-        } else if let Some(n) = length {
+        } else if let Some(n) = head.length {
             Framing::Length(n)
         } else {
             keep_alive = false;
@@ -402,10 +357,85 @@ async fn read_head(
         }
         return Ok(Response {
             status: code,
-            headers: map,
+            headers: head.headers,
             body,
         });
     }
+}
+
+/// A response head read from the start of the buffer.
+struct Head {
+    /// Its length in bytes.
+    len: usize,
+    code: u16,
+    headers: HeaderMap,
+    length: Option<u64>,
+    chunked: bool,
+    keep_alive: bool,
+}
+
+/// The head at the start of `buf`; `None` while it is incomplete. Not `async`: its header
+/// array (some 3 KiB) lives on the stack for the parse only, never in a request's future.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, TransportError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    let status = parsed
+        .parse(buf)
+        .map_err(|e| TransportError::new(ErrorKind::Broken, format!("invalid response from Gemini: {e}")))?;
+    let httparse::Status::Complete(len) = status else {
+        return Ok(None);
+    };
+    let code = parsed.code.unwrap_or(0);
+    let mut head = Head {
+        len,
+        code,
+        headers: HeaderMap::new(),
+        length: None,
+        chunked: false,
+        keep_alive: parsed.version == Some(1),
+    };
+    if (100..200).contains(&code) && code != 101 {
+        return Ok(Some(head));
+    }
+    head.headers.reserve(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
+            continue;
+        };
+        if name == http::header::CONTENT_LENGTH {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            match (n, head.length) {
+                (Some(n), None) => head.length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => {
+                    return Err(TransportError::new(
+                        ErrorKind::Broken,
+                        "invalid Content-Length from Gemini",
+                    ))
+                }
+            }
+        } else if name == http::header::TRANSFER_ENCODING {
+            head.chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name == http::header::CONNECTION {
+            let v = h.value.trim_ascii();
+            if v.eq_ignore_ascii_case(b"close") {
+                head.keep_alive = false;
+            } else if v.eq_ignore_ascii_case(b"keep-alive") {
+                head.keep_alive = true;
+            }
+        }
+        head.headers.append(name, value);
+    }
+    Ok(Some(head))
 }
 
 /// How the body's end is told.
