@@ -161,15 +161,19 @@ impl Gateway {
         let model = self.prepare(&model, &mut body)?;
         // Asked as a stream and assembled: a slow answer is not mistaken for a dead key.
         let call = stream_call(&model, &body)?;
-        let mut answer = self.upstream.generate::<TypedMerger>(&call).await?;
-        let mut parsed = answer.response;
-        if response::is_empty(&parsed) {
-            // An empty answer is retried once (on the next key in rotation) before it is returned.
+        // An empty answer is retried once (on the next key in rotation) before it is returned.
+        // (One call site: each `.await` of `generate` would take its own room in this future.)
+        let mut retried = false;
+        let answer = loop {
+            let answer = self.upstream.generate::<TypedMerger>(&call).await?;
+            if retried || !response::is_empty(&answer.response) {
+                break answer;
+            }
             tracing::warn!(key = %answer.key, model = %model, "empty answer from Gemini; retrying once");
-            answer = self.upstream.generate::<TypedMerger>(&call).await?;
-            parsed = answer.response;
-        }
-        let completion = response::to_openai(&parsed, &req.model, translate::unix_now())?;
+            retried = true;
+        };
+        let parsed = &answer.response;
+        let completion = response::to_openai(parsed, &req.model, translate::unix_now())?;
         if let Some(u) = &completion.usage {
             self.upstream
                 .pool()
