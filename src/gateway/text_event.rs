@@ -108,15 +108,12 @@ impl EventReader {
         set_str(response_id, ev.response_id);
         candidates.truncate(ev.candidates.len());
         for (i, c) in ev.candidates.into_iter().enumerate() {
-            if i == candidates.len() {
-                candidates.push(Candidate::default());
-            }
             let Some(Candidate {
                 content,
                 finish_reason,
                 index,
                 extra,
-            }) = candidates.get_mut(i)
+            }) = slot(candidates, i)
             else {
                 return false;
             };
@@ -131,9 +128,6 @@ impl EventReader {
             set_str(role, text_content.role);
             parts.truncate(text_content.parts.len());
             for (j, p) in text_content.parts.into_iter().enumerate() {
-                if j == parts.len() {
-                    parts.push(Part::default());
-                }
                 let Some(Part {
                     text,
                     inline_data,
@@ -143,7 +137,7 @@ impl EventReader {
                     thought,
                     thought_signature,
                     extra,
-                }) = parts.get_mut(j)
+                }) = slot(parts, j)
                 else {
                     return false;
                 };
@@ -161,6 +155,15 @@ impl EventReader {
         }
         true
     }
+}
+
+/// The `i`th element of `v`, appended (as its default) when `v` has just `i` elements: the
+/// kept elements are rewritten in place and new ones added at the end.
+fn slot<T: Default>(v: &mut Vec<T>, i: usize) -> Option<&mut T> {
+    if i == v.len() {
+        v.push(T::default());
+    }
+    v.get_mut(i)
 }
 
 /// `None`, dropping what was there (a store only when there was something).

@@ -13,11 +13,6 @@ use futures::future::{Either, Ready};
 use super::error::openai_error;
 use super::AppState;
 
-/// The bearer token of a request, if any.
-pub fn bearer(req: &Request) -> Option<&str> {
-    bearer_from(req.headers())
-}
-
 pub fn is_allowed(state: &AppState, token: Option<&str>) -> bool {
     let tokens = &state.settings.allowed_tokens;
     tokens.is_empty() || token.is_some_and(|t| tokens.iter().any(|s| s.matches(t)))

@@ -13,6 +13,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
@@ -25,11 +26,7 @@ pub fn init(json: bool) {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi);
-    let Some(out) = unlocked_stdout() else {
-        let _ = builder.try_init();
-        return;
-    };
-    let builder = builder.with_writer(out);
+    let builder = builder.with_writer(unlocked_stdout());
     let _ = if json {
         builder.json().try_init()
     } else if ansi {
@@ -43,10 +40,13 @@ pub fn init(json: bool) {
 /// is handed over whole in one `write` (a pipe takes up to 4 KiB in one piece, and lines are
 /// shorter), so the lock only made the serving threads wait for each other: a futex and a
 /// context switch whenever two logged at once.
-fn unlocked_stdout() -> Option<std::sync::Arc<std::fs::File>> {
+/// (`std::io::stdout` itself if the descriptor cannot be copied.)
+fn unlocked_stdout() -> BoxMakeWriter {
     use std::os::fd::AsFd;
-    let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
-    Some(std::sync::Arc::new(std::fs::File::from(fd)))
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => BoxMakeWriter::new(std::sync::Arc::new(std::fs::File::from(fd))),
+        Err(_) => BoxMakeWriter::new(std::io::stdout),
+    }
 }
 
 /// A log line: `2026-01-02T03:04:05.678901Z  INFO span{fields}: message key=value …`.
